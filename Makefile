@@ -1,0 +1,112 @@
+# lifestudy — the path CI runs. Two commands do all the set-up on a fresh machine:
+#   make test    install (first time), run the unit tests and the smoke-profile notebooks
+#   make book    install (first time), fetch data, execute the notebooks, build the book
+# With no virtual env / conda env active, everything is installed into .venv/;
+# inside an active env, that env is used.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROFILE ?= cpu
+# The torch build to install when the environment has none (override on other machines,
+# e.g. TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cu126").
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
+  PY := python
+  INSTALLED := .make/installed-env
+else
+  PY := .venv/bin/python
+  INSTALLED := .venv/.installed
+endif
+
+.PHONY: help install test book data clean
+help:
+	@echo "make test            install if needed, run unit tests + smoke notebooks + smoke book build"
+	@echo "make book            reproduce the study (PROFILE=$(PROFILE); also smoke | paper) and build book/_build/html"
+	@echo "make data            fetch the datasets the default book needs"
+	@echo "make colab           regenerate notebooks/colab/*.ipynb (Colab copies) from notebooks/*.py"
+	@echo "make install         install the project and its extras (into .venv/ unless an env is active)"
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@echo ">>> installing lifestudy into $(if $(filter .venv/%,$(INSTALLED)),.venv/,the active environment)"
+	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[book,dev]"
+	@mkdir -p $(dir $@) && touch $@
+
+test: $(INSTALLED)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+data: $(INSTALLED)
+	$(PY) -m lifestudy data fetch fashion-mnist --root data
+	$(PY) -m lifestudy data fetch digits --root data
+
+# ---- the book -------------------------------------------------------------------------
+# `make book [PROFILE=cpu|smoke|paper] [DEVICE=cpu|cuda] [SEEDS=0,1,2]`:
+#   1. each notebooks/NN_name.py (jupytext percent format) becomes a notebook and is
+#      executed by papermill with the parameters injected, into book/_executed/$(PROFILE)/;
+#      its runs land in runs/$(PROFILE)/NN_name/. A chapter is re-executed only when its
+#      source, the package's code or the settings (DEVICE, SEEDS) changed; each profile
+#      keeps its own executed chapters, so switching profiles re-runs nothing.
+#   2. the profile's chapters are copied to book/chapters/ and jupyter-book builds
+#      book/_build/html strictly: a failing cell or any Sphinx warning fails the build.
+DEVICE ?= cpu
+SEEDS ?=
+RUNS_DIR ?= runs/$(PROFILE)
+DATA_ROOT ?= $(CURDIR)/data
+JUPYTER_BOOK := $(if $(filter .venv/%,$(PY)),.venv/bin/jupyter-book,jupyter-book)
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
+CHAPTERS := $(notdir $(NOTEBOOKS:.py=))
+EXECUTED := $(CHAPTERS:%=book/_executed/$(PROFILE)/%.ipynb)
+COLAB_NOTEBOOKS := $(CHAPTERS:%=notebooks/colab/%.ipynb)
+PACKAGE_SRC := $(shell find lifestudy -name '*.py' -not -path '*/__pycache__/*' 2>/dev/null)
+BOOK_SRC := book/_config.yml book/_toc.yml $(wildcard book/*.md book/*.bib book/_ext/*.py)
+BOOK_SETTINGS := .make/book-$(PROFILE).settings
+PAPERMILL_PARAMS = -p profile $(PROFILE) -p device $(DEVICE) -p data_root $(DATA_ROOT) \
+	-p out_dir $(CURDIR)/$(RUNS_DIR)/$* $(if $(SEEDS),-y "seeds: [$(SEEDS)]")
+
+.PHONY: colab book-clean FORCE
+
+book: $(INSTALLED) data $(EXECUTED)
+	@echo ">>> [book $(PROFILE)] copying $(words $(EXECUTED)) executed chapters into book/chapters/"
+	@rm -rf book/chapters && mkdir -p book/chapters && cp $(EXECUTED) book/chapters/
+	@echo ">>> [book $(PROFILE)] jupyter-book build book (strict: -W -n --keep-going)"
+	@start=$$(date +%s); \
+	$(JUPYTER_BOOK) build book --all -W -n --keep-going; rc=$$?; \
+	echo ">>> [book $(PROFILE)] build took $$(( $$(date +%s) - start )) s; open book/_build/html/index.html"; \
+	exit $$rc
+
+# One executed chapter: jupytext -> papermill (into a temporary file, renamed only on
+# success, so a failed chapter is never taken for a finished one).
+book/_executed/$(PROFILE)/%.ipynb: notebooks/%.py $(PACKAGE_SRC) $(BOOK_SETTINGS) | $(INSTALLED)
+	@mkdir -p $(@D) $(RUNS_DIR)/$*
+	@echo ">>> [book $(PROFILE)] executing $< (runs in $(RUNS_DIR)/$*)"
+	@start=$$(date +%s); \
+	$(PY) -m jupytext --quiet --to ipynb --output $@.src.ipynb $< \
+	&& MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m papermill --cwd $(CURDIR) --kernel python3 --no-progress-bar \
+		$@.src.ipynb $@.tmp.ipynb $(PAPERMILL_PARAMS) \
+	&& mv $@.tmp.ipynb $@; rc=$$?; rm -f $@.src.ipynb; \
+	echo ">>> [book $(PROFILE)] $* $$([ $$rc = 0 ] && echo done || echo FAILED, see $@.tmp.ipynb) in $$(( $$(date +%s) - start )) s"; \
+	exit $$rc
+
+# Re-execute the chapters of a profile when DEVICE or SEEDS change (the file changes
+# only when its content would).
+$(BOOK_SETTINGS): FORCE
+	@mkdir -p $(@D)
+	@echo "DEVICE=$(DEVICE) SEEDS=$(SEEDS)" | cmp -s - $@ || echo "DEVICE=$(DEVICE) SEEDS=$(SEEDS)" > $@
+
+# The committed, output-free Colab copies of the chapters (the book's Colab buttons open
+# them; tests/test_book.py fails when they drift from notebooks/*.py).
+colab: $(COLAB_NOTEBOOKS)
+notebooks/colab/%.ipynb: notebooks/%.py book/tools/colab.py | $(INSTALLED)
+	$(PY) book/tools/colab.py $<
+
+book-clean:
+	rm -rf book/_build book/chapters book/_executed .make/book-*.settings
+
+clean:
+	rm -rf book/_build .make

@@ -1,0 +1,209 @@
+"""How the layout of LIFE's arithmetic changes its training speed (the study behind life.py).
+
+Every variant computes the same function from the same :class:`lifestudy.life.LIFE`
+parameters (checked before timing); only the order of copies, the memory format of the
+depthwise convs and the grouping of matmuls differ:
+
+- ``official``: the official code's layout (github.com/NeurAI-Lab/LIFE, ``MultiscaleQKV``):
+  tokens transposed to NCHW, NCHW depthwise and 1x1 convs, prefix tokens through separate
+  1x1 convs, q/k/v built by per-part slices and three concatenations, then one more;
+- ``nchw``: as ``lifestudy`` but the depthwise convs in NCHW (a transpose copy each way);
+- ``pw_all_tokens``: channels-last depthwise convs, but the prefix tokens are concatenated back
+  in front of the patch tokens before every pointwise matmul (one matmul over all tokens);
+- ``lifestudy``: what :class:`LIFE` does (two streams split once, the patch stream a
+  channels-last image throughout, one concatenation per stream);
+- ``pw_only`` / ``no_5x5``: lower bounds: LIFE's three cascaded matmuls alone, and LIFE with
+  the 5x5 depthwise conv replaced by a 3x3 one (not LIFE; it isolates the cost of the 5x5).
+
+Each is timed in a timm ViT block (attention + MLP, forward and backward) against the block
+with timm's plain ``qkv`` Linear; variants are interleaved, in alternating order, and the
+median of the per-round ratios is reported (CPU time with one thread, so that other jobs on
+a shared machine disturb it less; ``--wall`` for wall-clock time).
+
+    python benchmarks/life_layout.py --rounds 40            # DeiT-T block, 8x8 grid, batch 64
+    python benchmarks/life_layout.py --dim 192 --grid 16 16 --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from lifestudy.life import LIFE
+
+
+def official(m: LIFE, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    B, N, C = x.shape
+    P = m.num_prefix_tokens
+    y1 = m.proj(x)
+    aux, pat = y1[:, :P], y1[:, P:]
+    img = pat.permute(0, 2, 1).reshape(B, -1, gh, gw)
+    s2 = F.conv2d(F.conv2d(img, m.dw[0].weight, padding=m.dw[0].padding, groups=img.shape[1]),
+                  m.pw[0].weight[:, :, None, None])
+    s3 = F.conv2d(F.conv2d(s2, m.dw[1].weight, padding=m.dw[1].padding, groups=s2.shape[1]),
+                  m.pw[1].weight[:, :, None, None])
+    a1 = aux.transpose(1, 2).unsqueeze(-1)  # aux tokens as a (B, C, P, 1) "image"
+    a2 = F.conv2d(a1, m.pw[0].weight[:, :, None, None])
+    a3 = F.conv2d(a2, m.pw[1].weight[:, :, None, None])
+    a1, a2, a3 = (a.squeeze(-1).transpose(1, 2) for a in (a1, a2, a3))
+    s2 = s2.reshape(B, -1, gh * gw).permute(0, 2, 1)
+    s3 = s3.reshape(B, -1, gh * gw).permute(0, 2, 1)
+    parts = []
+    for i, w in enumerate(m.scale_dims[:1] * 3):
+        sl = slice(i * w, (i + 1) * w)
+        patch = torch.cat([pat[..., sl], s2[..., sl], s3[..., sl]], dim=2)
+        prefix = torch.cat([a1[..., sl], a2[..., sl], a3[..., sl]], dim=2)
+        parts.append(torch.cat([prefix, patch], dim=1))
+    return torch.cat(parts, dim=2)
+
+
+def _streams(m, x, gh, gw, conv):
+    B, N, C = x.shape
+    P = m.num_prefix_tokens
+    prefix, patches = x.split([P, N - P], dim=1)
+    y = m.proj(patches)
+    pat = [y]
+    for dw, pw in zip(m.dw, m.pw):
+        y = pw(conv(dw, y, B, gh, gw))
+        pat.append(y)
+    a = m.proj(prefix)
+    pre = [a]
+    for pw in m.pw:
+        a = pw(a)
+        pre.append(a)
+    return torch.cat([torch.cat([s.view(B, P, 3, -1) for s in pre], -1),
+                      torch.cat([s.view(B, N - P, 3, -1) for s in pat], -1)], 1).view(B, N, 3 * C)
+
+
+def _conv_nchw(dw, y, B, gh, gw):
+    img = y.transpose(1, 2).reshape(B, -1, gh, gw)  # a copy into NCHW
+    return dw(img).flatten(2).transpose(1, 2)
+
+
+def _conv_3x3_only(dw, y, B, gh, gw):
+    w = dw.weight[:, :, 1:-1, 1:-1] if dw.weight.shape[-1] == 5 else dw.weight
+    img = y.view(B, gh, gw, -1).permute(0, 3, 1, 2)
+    return F.conv2d(img, w, padding=1, groups=img.shape[1]).permute(0, 2, 3, 1).reshape(B, gh * gw, -1)
+
+
+def nchw(m, x, gh, gw):
+    return _streams(m, x, gh, gw, _conv_nchw)
+
+
+def no_5x5(m, x, gh, gw):
+    return _streams(m, x, gh, gw, _conv_3x3_only)
+
+
+def pw_all_tokens(m, x, gh, gw):
+    B, N, C = x.shape
+    P = m.num_prefix_tokens
+    y = m.proj(x)
+    scales = [y]
+    for dw, pw in zip(m.dw, m.pw):
+        img = y[:, P:].reshape(B, gh, gw, -1).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        z = dw(img).permute(0, 2, 3, 1).reshape(B, gh * gw, -1)
+        y = pw(torch.cat([y[:, :P], z], dim=1))
+        scales.append(y)
+    return torch.cat([s.view(B, N, 3, -1) for s in scales], dim=-1).view(B, N, 3 * C)
+
+
+def lifestudy_layout(m, x, gh, gw):
+    return m(x, (gh, gw))
+
+
+def pw_only(m, x, gh, gw):
+    y = m.proj(x)
+    scales = [y]
+    for pw in m.pw:
+        y = pw(y)
+        scales.append(y)
+    return torch.cat(scales, dim=-1)
+
+
+VARIANTS = {
+    "official": official, "nchw": nchw, "pw_all_tokens": pw_all_tokens, "lifestudy": lifestudy_layout,
+    "pw_only": pw_only, "no_5x5": no_5x5,
+}
+EXACT = ("official", "nchw", "pw_all_tokens", "lifestudy")
+
+
+class _Layout(nn.Module):
+    def __init__(self, life: LIFE, fn, grid):
+        super().__init__()
+        self.life, self.fn, self.grid = life, fn, grid
+
+    def forward(self, x):
+        return self.fn(self.life, x, *self.grid)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dim", type=int, default=192)
+    ap.add_argument("--heads", type=int, default=3)
+    ap.add_argument("--grid", type=int, nargs=2, default=[8, 8])
+    ap.add_argument("--prefix", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--wall", action="store_true", help="wall-clock instead of process CPU time")
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gh, gw = args.grid
+    B, C, P = args.batch_size, args.dim, args.prefix
+    N = P + gh * gw
+    clock = time.perf_counter if args.wall else time.process_time
+
+    life = LIFE(C, num_prefix_tokens=P, grid_size=(gh, gw))
+    x0 = torch.randn(2, N, C)
+    ref = life(x0)
+    for name in EXACT:
+        torch.testing.assert_close(VARIANTS[name](life, x0, gh, gw), ref, rtol=1e-4, atol=1e-5)
+
+    base = Block(C, args.heads, qkv_bias=True)
+    blocks = {"timm qkv": base}
+    for name in args.variants:
+        blk = copy.deepcopy(base)
+        blk.attn.qkv = _Layout(copy.deepcopy(life), VARIANTS[name], (gh, gw))
+        blocks[name] = blk
+    x = torch.randn(B, N, C, requires_grad=True)
+    g = torch.randn(B, N, C)
+    steps = {k: (lambda b=b: b(x).backward(g)) for k, b in blocks.items()}
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for r in range(args.rounds):
+        order = list(steps) if r % 2 == 0 else list(steps)[::-1]
+        for k in order:
+            t = clock()
+            steps[k]()
+            times[k].append(clock() - t)
+    base_t = times["timm qkv"]
+    result = {
+        k: {"ms": 1e3 * statistics.median(v), "ratio": statistics.median([b / t for b, t in zip(base_t, v)])}
+        for k, v in times.items()
+    }
+    print(f"block: C={C}, heads={args.heads}, grid {gh}x{gw}, {P} prefix, batch {B}, "
+          f"{args.threads} thread(s), {args.rounds} rounds, {'wall' if args.wall else 'CPU'} time")
+    print(f"{'layout':16s} {'ms/step':>8s} {'throughput vs timm qkv':>24s}")
+    for k, r in result.items():
+        print(f"{k:16s} {r['ms']:8.1f} {r['ratio']:24.3f}")
+    if args.json:
+        from lifestudy.records import provenance, write_json_atomic
+
+        write_json_atomic(args.json, {"kind": "life_layout", "config": vars(args), "results": result,
+                                      "provenance": provenance(device="cpu", threads=args.threads)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from lifestudy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""Hungarian matching and DETR's set-prediction losses.
+
+Learned from DETR (Carion et al., ECCV 2020; facebookresearch/detr ``models/matcher.py``
+and ``models/detr.py`` ``SetCriterion``). Each image's predictions (one per query) are
+matched one-to-one to its ground-truth objects by the assignment of least cost
+(``scipy.optimize.linear_sum_assignment``), where the cost of pairing query i with object
+j is ``w_class * (-p_i(class_j)) + w_l1 * |box_i - box_j|_1 + w_giou * (-GIoU(box_i, box_j))``.
+The loss is then cross-entropy over ``num_classes + 1`` classes (unmatched queries must
+say "no object", down-weighted by ``eos_coef``), plus L1 and generalised-IoU losses on the
+matched boxes (``torchvision.ops.generalized_box_iou_loss``), each averaged over the
+number of ground-truth objects in the batch.
+
+Boxes here are normalised ``(cx, cy, w, h)`` in [0, 1], as the head predicts them;
+:func:`normalize_boxes` turns pixel XYXY targets into that form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+from torchvision.ops import box_convert, generalized_box_iou, generalized_box_iou_loss
+
+__all__ = ["LossWeights", "normalize_boxes", "hungarian_match", "SetCriterion"]
+
+
+@dataclass
+class LossWeights:
+    """DETR's weights, used both as matching costs and loss weights."""
+
+    ce: float = 1.0  # classification (matching cost: -probability of the object's class)
+    l1: float = 5.0  # L1 on normalised cxcywh boxes
+    giou: float = 2.0  # generalised IoU
+    eos_coef: float = 0.1  # relative weight of the "no object" class in the cross-entropy
+
+
+def normalize_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Pixel XYXY boxes (n, 4) of an ``(H, W)`` image -> normalised (cx, cy, w, h)."""
+    H, W = image_size
+    boxes = boxes.as_subclass(torch.Tensor).float() / boxes.new_tensor([W, H, W, H], dtype=torch.float32)
+    return box_convert(boxes, "xyxy", "cxcywh")
+
+
+@torch.no_grad()
+def hungarian_match(pred_logits: torch.Tensor, pred_boxes: torch.Tensor,
+                    targets: list[dict[str, torch.Tensor]],
+                    weights: LossWeights = LossWeights()) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each image, ``(query_idx, target_idx)`` of the least-cost one-to-one assignment.
+
+    Args:
+        pred_logits: (B, Q, K+1) class logits, the last one "no object".
+        pred_boxes: (B, Q, 4) normalised cxcywh.
+        targets: per image ``{"labels": (n,), "boxes": (n, 4) normalised cxcywh}``.
+        weights: the costs' weights.
+    """
+    B, Q = pred_logits.shape[:2]
+    sizes = [len(t["labels"]) for t in targets]
+    empty = torch.empty(0, dtype=torch.int64)
+    if sum(sizes) == 0:
+        return [(empty, empty) for _ in targets]
+    # One cost matrix for the whole batch, moved to the CPU once (as DETR does), then
+    # one assignment per image on its own block.
+    prob = pred_logits.flatten(0, 1).float().softmax(-1)  # (B*Q, K+1)
+    boxes = pred_boxes.flatten(0, 1).float()
+    tgt_labels = torch.cat([t["labels"] for t in targets]).to(prob.device)
+    tgt_boxes = torch.cat([t["boxes"] for t in targets]).to(boxes)
+    cost = (weights.ce * -prob[:, tgt_labels]
+            + weights.l1 * torch.cdist(boxes, tgt_boxes, p=1)
+            + weights.giou * -generalized_box_iou(box_convert(boxes, "cxcywh", "xyxy"),
+                                                  box_convert(tgt_boxes, "cxcywh", "xyxy")))
+    cost = cost.view(B, Q, -1).cpu()
+    matches = []
+    for b, block in enumerate(cost.split(sizes, dim=-1)):
+        if sizes[b] == 0:
+            matches.append((empty, empty))
+            continue
+        rows, cols = linear_sum_assignment(block[b].numpy())
+        matches.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+    return matches
+
+
+class SetCriterion(nn.Module):
+    """DETR's loss: match, then cross-entropy + L1 + GIoU (and the same on every decoder
+    layer's auxiliary outputs). ``forward`` returns ``(loss, logs)`` where ``logs`` holds
+    the unweighted ``loss_ce``, ``loss_l1``, ``loss_giou`` of the final layer.
+
+    Args:
+        num_classes: object classes, without "no object".
+        weights: matching costs and loss weights.
+    """
+
+    def __init__(self, num_classes: int, weights: LossWeights | None = None):
+        super().__init__()
+        self.num_classes = num_classes
+        self.weights = weights or LossWeights()
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = self.weights.eos_coef
+        self.register_buffer("empty_weight", empty_weight, persistent=False)
+
+    def single(self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]],
+               num_boxes: float) -> dict[str, torch.Tensor]:
+        """Unweighted losses of one set of predictions."""
+        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        matches = hungarian_match(logits, boxes, targets, self.weights)
+        B, Q = logits.shape[:2]
+        batch_idx = torch.cat([torch.full_like(q, b) for b, (q, _) in enumerate(matches)]).to(logits.device)
+        query_idx = torch.cat([q for q, _ in matches]).to(logits.device)
+        target_classes = torch.full((B, Q), self.num_classes, dtype=torch.int64, device=logits.device)
+        target_classes[batch_idx, query_idx] = torch.cat(
+            [t["labels"][j] for t, (_, j) in zip(targets, matches)]).to(logits.device)
+        loss_ce = F.cross_entropy(logits.float().transpose(1, 2), target_classes,
+                                  weight=self.empty_weight.to(logits.device))
+        src = boxes[batch_idx, query_idx].float()
+        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, matches)]).to(src)
+        loss_l1 = F.l1_loss(src, tgt, reduction="sum") / num_boxes
+        loss_giou = generalized_box_iou_loss(box_convert(src, "cxcywh", "xyxy"),
+                                             box_convert(tgt, "cxcywh", "xyxy"), reduction="sum") / num_boxes
+        return {"loss_ce": loss_ce, "loss_l1": loss_l1, "loss_giou": loss_giou}
+
+    def forward(self, outputs: dict[str, Any], targets: list[dict[str, torch.Tensor]]):
+        device = outputs["pred_logits"].device
+        num_boxes = float(sum(len(t["labels"]) for t in targets))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            n = torch.tensor([num_boxes], device=device)
+            torch.distributed.all_reduce(n)
+            num_boxes = n.item() / torch.distributed.get_world_size()
+        num_boxes = max(num_boxes, 1.0)
+        w = self.weights
+        total = outputs["pred_logits"].new_zeros((), dtype=torch.float32)
+        logs: dict[str, float] = {}
+        for i, out in enumerate([outputs, *outputs.get("aux_outputs", [])]):
+            parts = self.single(out, targets, num_boxes)
+            total = total + w.ce * parts["loss_ce"] + w.l1 * parts["loss_l1"] + w.giou * parts["loss_giou"]
+            if i == 0:
+                logs = {k: float(v.detach()) for k, v in parts.items()}
+        return total, logs

@@ -1,0 +1,80 @@
+"""Evaluate a trained run's checkpoint, on its own dataset or another with the same classes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from lifestudy import records
+from lifestudy.engine.checkpoint import checkpoint_path, load_run
+from lifestudy.engine.distributed import resolve_device
+from lifestudy.errors import ConfigError
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    data: str | None = None,
+    root: str | os.PathLike | None = None,
+    device: str | None = "cpu",
+    batch_size: int = 128,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluate the model of a run folder and return an ``eval`` record.
+
+    The record (``{"kind": "eval", "task", "metrics", "provenance", "config"}``) is also
+    written as ``<run_dir>/eval-<data>.json`` (not ``record.json``: the run's own
+    record stays the one tables read).
+
+    Args:
+        run_dir: a folder written by ``lifestudy train`` (or its ``checkpoint.pt``).
+        data: dataset to evaluate on; None: the run's own.
+        root: dataset root; None: the run's (else ``lifestudy.data.default_root()``).
+        device: where to evaluate ("auto" for CUDA when available).
+        batch_size: evaluation batch size.
+        write: write the record next to the checkpoint.
+    """
+    from lifestudy.data import get_spec
+    from lifestudy.tasks import get_task
+
+    dev = resolve_device(device)
+    model, cfg, spec = load_run(run_dir, device=dev)
+    data = data or cfg.data
+    eval_spec = get_spec(data, root or cfg.root)
+    if eval_spec.task != cfg.task or eval_spec.num_classes != spec.num_classes:
+        raise ConfigError(
+            f"the run {run_dir} is a {cfg.task} model for {spec.num_classes} classes ({cfg.data}); "
+            f"{data!r} is a {eval_spec.task} dataset with {eval_spec.num_classes} classes"
+        )
+    task = get_task(cfg.task)
+    ecfg = dataclasses.replace(cfg, data=data, root=os.fspath(root) if root else cfg.root)
+    _, eval_ds = task.build_datasets(ecfg, eval_spec)
+    loader = DataLoader(eval_ds, batch_size=batch_size, collate_fn=task.collate_fn,
+                        pin_memory=dev.type == "cuda")
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        metrics = {k: float(v) for k, v in task.evaluate(model, loader, dev).items()}
+    dt = time.perf_counter() - t0
+    metrics["eval_images_per_s"] = len(eval_ds) / dt if dt > 0 else float("nan")
+    record = {
+        "kind": "eval",
+        "task": cfg.task,
+        "metrics": metrics,
+        "provenance": records.provenance(
+            profile=cfg.profile, dataset=data, trained_on=cfg.data, subset=cfg.subset,
+            model=cfg.model, seed=cfg.seed, epochs=cfg.epochs, device=str(dev),
+            checkpoint=str(checkpoint_path(run_dir)), world_size=1,
+        ),
+        "config": cfg.to_dict(),
+    }
+    if write:
+        folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+        records.write_json_atomic(folder / f"eval-{data}.json", record)
+    return record

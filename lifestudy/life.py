@@ -1,0 +1,347 @@
+"""LIFE — the Local InFormation Enhancer — as a drop-in for a ViT attention block's ``qkv``.
+
+Akkaya, Kathiresan, Arani, Zonooz, "Enhancing Performance of Vision Transformers on Small
+Datasets through Local Inductive Bias Incorporation", arXiv 2305.08551 (Pattern Recognition
+2024); official code: ``MultiscaleQKV`` in github.com/NeurAI-Lab/LIFE (built on VTPack).
+Hooks into timm (Wightman, github.com/huggingface/pytorch-image-models): ``Attention``,
+``VisionTransformer``, ``SwinTransformerV2``.
+
+LIFE replaces the linear ``qkv`` projection. Its input is the block's tokens ``(B, N, C)``;
+its output is ``(B, N, 3C)`` in timm's ``q | k | v`` layout, so timm's ``Attention.forward``
+runs unchanged. With S = ``len(kernel_sizes) + 1`` scales (3 by default):
+
+1. scale 1: a pointwise projection (``nn.Linear``, the only part with a bias) over every token;
+2. scale s > 1: a depthwise ``k x k`` convolution (zero padding, no bias) over the patch grid of
+   scale s-1's output, then a pointwise projection (no bias). Scales are *cascaded*, so with
+   ``kernel_sizes=(3, 5)`` scale 2 sees a 3x3 neighbourhood and scale 3 a 7x7 one.
+
+Each scale s emits ``3 * C_s`` channels, laid out ``[q_s | k_s | v_s]``; the output is
+``Q = [q_1 | q_2 | q_3]`` (likewise K and V), so within each of q, k and v the first
+``C_1`` channels come from scale 1, the next ``C_2`` from scale 2, the last ``C_3`` from scale 3
+(since heads split channels in order, each of DeiT-T's 3 heads sees exactly one scale).
+``C_1 + C_2 + C_3 = C``; when C does not divide by S the first ``C % S`` scales get one
+channel more (C=100: 34, 33, 33). With C divisible by 3 every scale maps C -> C, as in the paper.
+
+Prefix tokens (class, distillation, register tokens; ``num_prefix_tokens`` as timm says it)
+have no spatial neighbours: they take the pointwise path of every scale, and no patch token
+ever changes their q/k/v.
+
+The patch grid ``(gh, gw)`` is never derived from ``sqrt(N)``: it is passed to ``forward``,
+set with :func:`set_grid_size`, or recorded on every LIFE of a model by the patch-embed hook
+that :func:`apply_life` installs (so rectangular inputs and timm's ``dynamic_img_size`` work).
+
+Where we differ from the official code (and why):
+
+- it assumes exactly one auxiliary token and a square grid (``int(sqrt(N - 1))``); we take any
+  number of prefix tokens and any ``gh x gw`` grid;
+- for the auxiliary token its K concatenates the scale-1 key three times (a slip: Q and V take
+  scales 1, 2, 3); we follow the paper: every token's K is ``[k_1 | k_2 | k_3]``;
+- the arithmetic is laid out for speed: prefix and patch tokens are split once into two
+  streams; the patch stream stays a contiguous (B, gh*gw, C') tensor, which is a channels-last
+  image the depthwise convs read and write without copies, the pointwise convs are matmuls over
+  tokens, and each stream is concatenated once into the q|k|v layout (the official code slices
+  and concatenates per part, and its NCHW convs are several times slower on CPU; see
+  ``benchmarks/life_layout.py``). The function computed is the same.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from lifestudy.errors import ConfigError, UnsupportedModelError
+
+__all__ = ["LIFE", "apply_life", "set_grid_size", "split_channels", "life_modules"]
+
+
+def split_channels(dim: int, num_scales: int = 3) -> tuple[int, ...]:
+    """Channels per scale: ``dim`` split into ``num_scales`` parts, the first ``dim % num_scales``
+    parts one channel wider (100 -> (34, 33, 33))."""
+    base, extra = divmod(dim, num_scales)
+    if base == 0:
+        raise ConfigError(f"LIFE needs at least {num_scales} channels for {num_scales} scales, got dim={dim}")
+    return tuple(base + (1 if s < extra else 0) for s in range(num_scales))
+
+
+class LIFE(nn.Module):
+    """Multi-scale local q/k/v projection, a drop-in for timm ``Attention.qkv``.
+
+    Args:
+        dim: token channels C (input); the output has 3C channels.
+        num_prefix_tokens: leading tokens without a grid position (class, distillation,
+            register tokens); they take the pointwise path only.
+        kernel_sizes: depthwise kernel of each cascaded scale after the first (paper: 3 then 5).
+        bias: bias on the scale-1 projection (the paper's and official code's only bias).
+        qkv_norm: LayerNorm over each of q, k and v (one shared LayerNorm(C), as the official
+            ``norm`` option); off by default, as in the paper.
+        grid_size: a fixed patch grid ``(gh, gw)``; usually left None and set per call.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_prefix_tokens: int = 1,
+        kernel_sizes: Sequence[int] = (3, 5),
+        bias: bool = True,
+        qkv_norm: bool = False,
+        grid_size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        if any(k < 1 or k % 2 == 0 for k in kernel_sizes):
+            raise ConfigError(f"LIFE kernel_sizes must be odd and positive (zero padding keeps the grid), got {kernel_sizes}")
+        if num_prefix_tokens < 0:
+            raise ConfigError(f"num_prefix_tokens must be >= 0, got {num_prefix_tokens}")
+        self.dim = dim
+        self.num_prefix_tokens = int(num_prefix_tokens)
+        self.kernel_sizes = kernel_sizes
+        self.scale_dims = split_channels(dim, len(kernel_sizes) + 1)
+        self.grid_size = tuple(grid_size) if grid_size is not None else None
+        widths = [3 * c for c in self.scale_dims]  # each scale emits [q_s | k_s | v_s]
+        self.proj = nn.Linear(dim, widths[0], bias=bias)
+        self.dw = nn.ModuleList(
+            nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False)
+            for c_in, k in zip(widths[:-1], kernel_sizes)
+        )
+        self.pw = nn.ModuleList(nn.Linear(c_in, c_out, bias=False) for c_in, c_out in zip(widths[:-1], widths[1:]))
+        self.norm = nn.LayerNorm(dim) if qkv_norm else nn.Identity()
+        self.reset_parameters()
+
+    # timm code (and ours) sometimes reads qkv.in_features / out_features.
+    @property
+    def in_features(self) -> int:
+        return self.dim
+
+    @property
+    def out_features(self) -> int:
+        return 3 * self.dim
+
+    def reset_parameters(self) -> None:
+        """Scale 1 as timm inits ``qkv`` (trunc-normal std .02, zero bias); the depthwise and
+        pointwise convs keep PyTorch's default conv init, as in the official code."""
+        nn.init.trunc_normal_(self.proj.weight, std=0.02)
+        if self.proj.bias is not None:
+            nn.init.zeros_(self.proj.bias)
+        for m in [*self.dw, *self.pw]:
+            m.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_prefix_tokens={self.num_prefix_tokens}, "
+            f"kernel_sizes={self.kernel_sizes}, scale_dims={self.scale_dims}"
+        )
+
+    def _grid(self, N: int, grid_size: tuple[int, int] | None) -> tuple[int, int]:
+        grid = grid_size if grid_size is not None else self.grid_size
+        if grid is None:
+            raise ConfigError(
+                f"LIFE does not know the patch grid of its {N} tokens: convert the model with "
+                "lifestudy.apply_life (it records the grid on every call), call "
+                "lifestudy.life.set_grid_size(module, (gh, gw)), or pass grid_size=(gh, gw)"
+            )
+        gh, gw = int(grid[0]), int(grid[1])
+        if gh * gw + self.num_prefix_tokens != N:
+            raise ConfigError(
+                f"LIFE got {N} tokens but grid {gh}x{gw} plus {self.num_prefix_tokens} prefix "
+                f"tokens makes {gh * gw + self.num_prefix_tokens}: set the grid of this input "
+                "with set_grid_size(module, (gh, gw)) or pass grid_size"
+            )
+        return gh, gw
+
+    def forward(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Tokens (B, N, C) -> q|k|v (B, N, 3C).
+
+        Args:
+            x: prefix tokens first, then the patch tokens in row-major grid order.
+            grid_size: the patch grid (gh, gw); None uses the grid recorded on the module.
+        """
+        B, N, C = x.shape
+        gh, gw = self._grid(N, grid_size)
+        P = self.num_prefix_tokens
+        prefix, patches = x.split([P, N - P], dim=1) if P else (None, x)
+        # Patch stream: each scale's output is a contiguous (B, gh*gw, C') tensor, which *is*
+        # a channels-last (B, C', gh, gw) image: the depthwise convs read and write it
+        # without a copy, and the pointwise convs are plain matmuls over the tokens.
+        y = self.proj(patches)
+        scales = [y]
+        for dw, pw in zip(self.dw, self.pw):
+            image = y.view(B, gh, gw, -1).permute(0, 3, 1, 2)
+            y = pw(dw(image).permute(0, 2, 3, 1).reshape(B, gh * gw, -1))
+            scales.append(y)
+        # [q_s | k_s | v_s] per scale -> [q_1 q_2 q_3 | k_1 k_2 k_3 | v_1 v_2 v_3]
+        qkv = torch.cat([s.view(B, N - P, 3, -1) for s in scales], dim=-1)
+        if P:  # prefix stream: the pointwise path of every scale, nothing spatial
+            a = self.proj(prefix)
+            scales = [a]
+            for pw in self.pw:
+                a = pw(a)
+                scales.append(a)
+            qkv = torch.cat([torch.cat([s.view(B, P, 3, -1) for s in scales], dim=-1), qkv], dim=1)
+        return self.norm(qkv).view(B, N, 3 * C)
+
+
+# --------------------------------------------------------------------------------------------
+# Grid bookkeeping
+
+
+def life_modules(module: nn.Module) -> list[LIFE]:
+    """Every LIFE inside ``module`` (itself included), in module order."""
+    return [m for m in module.modules() if isinstance(m, LIFE)]
+
+
+def set_grid_size(module: nn.Module, grid_size: tuple[int, int]) -> nn.Module:
+    """Set the patch grid ``(gh, gw)`` of every LIFE inside ``module`` (e.g. a dense head that
+    runs LIFE over a feature grid); returns ``module``."""
+    grid = (int(grid_size[0]), int(grid_size[1]))
+    for m in life_modules(module):
+        m.grid_size = grid
+    return module
+
+
+def _patch_grid(patch_embed: nn.Module, image: torch.Tensor, tokens: torch.Tensor) -> tuple[int, int]:
+    """The patch grid a patch embedding made of ``image``."""
+    if tokens.ndim == 4:  # timm dynamic_img_size: NHWC output (NCHW if output_fmt says so)
+        fmt = str(getattr(patch_embed, "output_fmt", "NHWC"))
+        return tuple(tokens.shape[2:4]) if fmt.endswith("NCHW") else tuple(tokens.shape[1:3])
+    H, W = image.shape[-2:]
+    if hasattr(patch_embed, "dynamic_feat_size"):
+        return tuple(patch_embed.dynamic_feat_size((H, W)))
+    if hasattr(patch_embed, "patch_size"):
+        ph, pw = patch_embed.patch_size
+        if getattr(patch_embed, "dynamic_img_pad", False):
+            return math.ceil(H / ph), math.ceil(W / pw)
+        return H // ph, W // pw
+    return tuple(patch_embed.grid_size)
+
+
+def _record_grid(patch_embed: nn.Module, inputs: tuple, output) -> None:
+    """Forward hook on a ViT's patch embedding: tell every LIFE of the model its grid.
+
+    The LIFE modules are listed on the patch embedding as a plain list, so ``copy.deepcopy``
+    of the model (EMA, teachers) keeps the copy's hook pointing at the copy's modules.
+    """
+    tokens = output[0] if isinstance(output, (tuple, list)) else output
+    grid = _patch_grid(patch_embed, inputs[0], tokens)
+    for m in patch_embed._life_modules:
+        m.grid_size = grid
+
+
+def _record_window(attn: nn.Module, args: tuple) -> None:
+    """Forward pre-hook on a Swin window attention: its LIFE's grid is the window."""
+    attn.qkv.grid_size = tuple(attn.window_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Model conversion
+
+
+def _model_name(model: nn.Module) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    arch = cfg.get("architecture") if isinstance(cfg, dict) else getattr(cfg, "architecture", None)
+    return f"{arch} ({type(model).__name__})" if arch else type(model).__name__
+
+
+_SUPPORTED = (
+    "timm VisionTransformer / DeiT (also distilled, register tokens, T2T-ViT from lifestudy.models) "
+    "and timm SwinTransformerV2"
+)
+
+
+def _check_qkv(model: nn.Module, attn: nn.Module, where: str) -> nn.Linear:
+    qkv = getattr(attn, "qkv", None)
+    if isinstance(qkv, LIFE):
+        raise ConfigError(f"{_model_name(model)} already has LIFE in {where}: apply_life converts a model once")
+    if not isinstance(qkv, nn.Linear):
+        raise UnsupportedModelError(
+            f"cannot convert {_model_name(model)}: {where} ({type(attn).__name__}) has no fused "
+            f"nn.Linear qkv projection for LIFE to replace. Supported: {_SUPPORTED}"
+        )
+    return qkv
+
+
+def _life_like(qkv: nn.Linear, dim: int, bias: bool, **life_kwargs) -> LIFE:
+    if qkv.out_features != 3 * dim:
+        raise UnsupportedModelError(
+            f"LIFE maps C -> 3C channels, but this qkv maps {qkv.in_features} -> {qkv.out_features}"
+        )
+    kw = {"bias": bias, **life_kwargs}
+    return LIFE(dim, **kw).to(device=qkv.weight.device, dtype=qkv.weight.dtype)
+
+
+def _apply_vit(model: nn.Module, **life_kwargs) -> nn.Module:
+    patch_drop = getattr(model, "patch_drop", None)
+    if patch_drop is not None and getattr(patch_drop, "prob", 0.0) > 0:
+        raise UnsupportedModelError(
+            f"cannot convert {_model_name(model)}: PatchDropout (patch_drop_rate > 0) removes tokens "
+            "from the grid LIFE convolves over; build the model with patch_drop_rate=0"
+        )
+    kw = {"num_prefix_tokens": model.num_prefix_tokens, **life_kwargs}
+    for i, block in enumerate(model.blocks):
+        attn = getattr(block, "attn", None)
+        qkv = _check_qkv(model, attn, f"blocks[{i}].attn")
+        if getattr(attn, "attn_dim", qkv.in_features) != qkv.in_features:
+            raise UnsupportedModelError(
+                f"cannot convert {_model_name(model)}: blocks[{i}].attn has attn_dim != dim"
+            )
+        attn.qkv = _life_like(qkv, qkv.in_features, qkv.bias is not None, **kw)
+    lifes = life_modules(model.blocks)
+    model.patch_embed._life_modules = lifes  # a plain list: not registered, not in state_dict
+    model.patch_embed.register_forward_hook(_record_grid)
+    return model
+
+
+def _apply_swinv2(model: nn.Module, **life_kwargs) -> nn.Module:
+    if life_kwargs.get("num_prefix_tokens", 0):
+        raise ConfigError("Swin windows have no prefix tokens: leave num_prefix_tokens out")
+    life_kwargs = {k: v for k, v in life_kwargs.items() if k != "num_prefix_tokens"}
+    for i, stage in enumerate(model.layers):
+        for j, block in enumerate(stage.blocks):
+            attn = block.attn
+            qkv = _check_qkv(model, attn, f"layers[{i}].blocks[{j}].attn")
+            has_bias = getattr(attn, "q_bias", None) is not None
+            attn.qkv = _life_like(
+                qkv, qkv.in_features, has_bias, num_prefix_tokens=0,
+                grid_size=tuple(attn.window_size), **life_kwargs,
+            )
+            # timm's SwinV2 WindowAttention adds q_bias / v_bias through F.linear with
+            # qkv.weight whenever q_bias is set; LIFE carries its own (scale-1) bias, so the
+            # attention must call self.qkv(x) instead.
+            attn.q_bias = None
+            attn.v_bias = None
+            if "k_bias" in attn._buffers:
+                del attn._buffers["k_bias"]
+            attn.k_bias = None
+            attn.register_forward_pre_hook(_record_window)
+    return model
+
+
+def apply_life(model: nn.Module, **life_kwargs) -> nn.Module:
+    """Replace every attention ``qkv`` of a timm ViT/DeiT or SwinV2 ``model`` by LIFE, in place.
+
+    ViT/DeiT (also distilled, register tokens): LIFE takes the model's ``num_prefix_tokens``
+    and follows the patch grid of each input (a hook on ``model.patch_embed``). SwinV2: LIFE
+    runs inside each window (the grid is the window; no prefix tokens). The LIFE modules are
+    freshly initialised (the paper trains them from scratch); the rest of the model is kept.
+
+    Args:
+        model: the model to convert.
+        life_kwargs: :class:`LIFE` options (``kernel_sizes``, ``bias``, ``qkv_norm``, ...);
+            ``bias`` defaults to whether the model's qkv had one.
+
+    Returns:
+        the same ``model``.
+
+    Raises:
+        UnsupportedModelError: for any other model, naming it and what is unsupported.
+    """
+    from timm.models.swin_transformer_v2 import SwinTransformerV2
+    from timm.models.vision_transformer import VisionTransformer
+
+    if isinstance(model, VisionTransformer):
+        return _apply_vit(model, **life_kwargs)
+    if isinstance(model, SwinTransformerV2):
+        return _apply_swinv2(model, **life_kwargs)
+    raise UnsupportedModelError(f"cannot convert {_model_name(model)} to LIFE: supported are {_SUPPORTED}")

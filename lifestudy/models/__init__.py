@@ -1,0 +1,35 @@
+"""The study's model zoo, registered in timm's registry on ``import lifestudy``.
+
+- :mod:`lifestudy.models.vit` — small-image DeiT variants and the ``<base>_life`` twins of
+  DeiT-T/S (also distilled) and SwinV2-T;
+- :mod:`lifestudy.models.t2t_vit` — T2T-ViT-12 (Yuan et al. 2021; not in timm) and its twin.
+
+ResNet-18/50 baselines are timm's own ``resnet18`` / ``resnet50``.
+"""
+
+from lifestudy.models import t2t_vit, vit  # noqa: F401  (registration side effects)
+from lifestudy.models.t2t_vit import T2TEmbed
+
+__all__ = ["LIFE_MODELS", "BASELINES", "T2TEmbed", "life_twin", "baseline_of"]
+
+#: every registered LIFE model name
+LIFE_MODELS: list[str] = sorted(
+    [n for n in vit.__all__ if n.endswith("_life")] + [n for n in t2t_vit.__all__ if n.endswith("_life")]
+)
+#: the baseline of each LIFE model
+BASELINES: dict[str, str] = {name: name[: -len("_life")] for name in LIFE_MODELS}
+
+
+def life_twin(name: str) -> str:
+    """``deit_tiny_patch4_32`` -> ``deit_tiny_patch4_32_life`` (raises if there is none)."""
+    from lifestudy.errors import ConfigError
+
+    twin = name if name.endswith("_life") else f"{name}_life"
+    if twin not in BASELINES:
+        raise ConfigError(f"no LIFE twin registered for {name!r}; known: {', '.join(LIFE_MODELS)}")
+    return twin
+
+
+def baseline_of(name: str) -> str:
+    """``deit_tiny_patch4_32_life`` -> ``deit_tiny_patch4_32``."""
+    return BASELINES[life_twin(name)]

@@ -1,0 +1,219 @@
+"""DeiT / ViT / SwinV2 models of the study, and their LIFE twins, in timm's registry.
+
+DeiT: Touvron et al., "Training data-efficient image transformers & distillation through
+attention", ICML 2021 (timm ``deit.py``). SwinV2: Liu et al., "Swin Transformer V2", CVPR
+2022 (timm ``swin_transformer_v2.py``). LIFE: Akkaya et al., arXiv 2305.08551.
+
+Every model here is a plain timm model: the small-image variants are timm's
+``VisionTransformer`` / ``VisionTransformerDistilled`` built with other sizes, and each
+``<base>_life`` twin is ``<base>`` converted by :func:`lifestudy.life.apply_life` (timm's
+``Attention`` kept, only ``attn.qkv`` replaced). All take timm's keyword arguments
+(``num_classes``, ``img_size``, ``in_chans``, ``dynamic_img_size``, ``drop_path_rate``, ...);
+a twin also takes ``life_kwargs=dict(kernel_sizes=..., qkv_norm=...)``.
+
+Small-image variants (patch 4): ``deit_tiny_patch4_32`` / ``_64`` (DeiT-T: 192 wide, 12
+deep, 3 heads), ``deit_small_patch4_32`` (DeiT-S: 384, 12, 6), ``deit_micro_patch4_32``
+(96, 6, 3 — the cpu profile's size), ``deit_test_patch4_32`` (48, 2, 3 — for tests), and the
+``_distilled_`` forms with a distillation token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.vision_transformer import VisionTransformer
+
+from lifestudy.errors import ConfigError
+from lifestudy.life import apply_life
+
+__all__: list[str] = []  # filled by @register_model
+
+
+def _cfg(input_size: int, **kwargs: Any) -> dict[str, Any]:
+    return {
+        "url": "", "num_classes": 1000, "input_size": (3, input_size, input_size), "pool_size": None,
+        "crop_pct": 1.0, "interpolation": "bicubic", "fixed_input_size": True,
+        "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "patch_embed.proj", "classifier": "head", **kwargs,
+    }
+
+
+_SMALL = [
+    "deit_tiny_patch4_32", "deit_tiny_patch4_64", "deit_tiny_distilled_patch4_32", "deit_small_patch4_32",
+    "deit_micro_patch4_32", "deit_micro_distilled_patch4_32", "deit_test_patch4_32",
+    "deit_test_distilled_patch4_32",
+]
+default_cfgs = generate_default_cfgs({
+    name: _cfg(
+        64 if name.endswith("_64") else 32,
+        **({"classifier": ("head", "head_dist")} if "distilled" in name else {}),
+    )
+    for base in _SMALL for name in (base, f"{base}_life")
+})
+
+
+def _no_weights(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise ConfigError(
+            f"{name} has no pretrained weights (the study trains it from scratch): use pretrained=False"
+        )
+
+
+def _create_deit(variant: str, pretrained: bool = False, distilled: bool = False, **kwargs: Any):
+    """A timm DeiT of another size (no weights exist for the small-image variants)."""
+    _no_weights(variant, pretrained)
+    model_cls = VisionTransformerDistilled if distilled else VisionTransformer
+    return build_model_with_cfg(
+        model_cls, variant, pretrained=False,
+        feature_cfg=dict(out_indices=kwargs.pop("out_indices", 3), feature_cls="getter"),
+        **kwargs,
+    )
+
+
+def _create_life(variant: str, base: Any, pretrained: bool = False, life_kwargs: dict | None = None, **kwargs: Any):
+    """``base`` (a timm model name, or a builder) converted to LIFE.
+
+    With ``pretrained=True`` the base model's weights are loaded and LIFE is initialised
+    fresh (LIFE has no pretrained weights of its own).
+    """
+    model = timm.create_model(base, pretrained=pretrained, **kwargs) if isinstance(base, str) else base(**kwargs)
+    apply_life(model, **(life_kwargs or {}))
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    model.pretrained_cfg = model.default_cfg = {**cfg, "architecture": variant, "tag": None}
+    return model
+
+
+def _small(name: str, dims: dict[str, int], distilled: bool, pretrained: bool, kwargs: dict):
+    img_size = 64 if name.endswith("_64") else 32
+    args = dict(img_size=img_size, patch_size=4, mlp_ratio=4, qkv_bias=True, **dims)
+    return _create_deit(name, pretrained, distilled=distilled, **dict(args, **kwargs))
+
+
+_TINY = dict(embed_dim=192, depth=12, num_heads=3)
+_SMALL_DIMS = dict(embed_dim=384, depth=12, num_heads=6)
+_MICRO = dict(embed_dim=96, depth=6, num_heads=3)
+_TEST = dict(embed_dim=48, depth=2, num_heads=3)
+
+
+# ---- small-image baselines ------------------------------------------------------------------
+
+@register_model
+def deit_tiny_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """DeiT-T for 32x32 inputs, patch 4 (8x8 grid)."""
+    return _small("deit_tiny_patch4_32", _TINY, False, pretrained, kwargs)
+
+
+@register_model
+def deit_tiny_patch4_64(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """DeiT-T for 64x64 inputs (Tiny-ImageNet), patch 4 (16x16 grid)."""
+    return _small("deit_tiny_patch4_64", _TINY, False, pretrained, kwargs)
+
+
+@register_model
+def deit_tiny_distilled_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
+    """DeiT-T with a distillation token for 32x32 inputs, patch 4."""
+    return _small("deit_tiny_distilled_patch4_32", _TINY, True, pretrained, kwargs)
+
+
+@register_model
+def deit_small_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """DeiT-S for 32x32 inputs, patch 4."""
+    return _small("deit_small_patch4_32", _SMALL_DIMS, False, pretrained, kwargs)
+
+
+@register_model
+def deit_micro_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """A 96-wide, 6-deep, 3-head DeiT for 32x32 inputs: the cpu profile's model."""
+    return _small("deit_micro_patch4_32", _MICRO, False, pretrained, kwargs)
+
+
+@register_model
+def deit_micro_distilled_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
+    """``deit_micro_patch4_32`` with a distillation token."""
+    return _small("deit_micro_distilled_patch4_32", _MICRO, True, pretrained, kwargs)
+
+
+@register_model
+def deit_test_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """A 48-wide, 2-deep, 3-head DeiT for tests."""
+    return _small("deit_test_patch4_32", _TEST, False, pretrained, kwargs)
+
+
+@register_model
+def deit_test_distilled_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
+    """``deit_test_patch4_32`` with a distillation token, for tests."""
+    return _small("deit_test_distilled_patch4_32", _TEST, True, pretrained, kwargs)
+
+
+# ---- LIFE twins of the small-image variants ------------------------------------------------
+
+@register_model
+def deit_tiny_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    return _create_life("deit_tiny_patch4_32_life", deit_tiny_patch4_32, pretrained, **kwargs)
+
+
+@register_model
+def deit_tiny_patch4_64_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    return _create_life("deit_tiny_patch4_64_life", deit_tiny_patch4_64, pretrained, **kwargs)
+
+
+@register_model
+def deit_tiny_distilled_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
+    return _create_life("deit_tiny_distilled_patch4_32_life", deit_tiny_distilled_patch4_32, pretrained, **kwargs)
+
+
+@register_model
+def deit_small_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    return _create_life("deit_small_patch4_32_life", deit_small_patch4_32, pretrained, **kwargs)
+
+
+@register_model
+def deit_micro_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    return _create_life("deit_micro_patch4_32_life", deit_micro_patch4_32, pretrained, **kwargs)
+
+
+@register_model
+def deit_micro_distilled_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
+    return _create_life("deit_micro_distilled_patch4_32_life", deit_micro_distilled_patch4_32, pretrained, **kwargs)
+
+
+@register_model
+def deit_test_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    return _create_life("deit_test_patch4_32_life", deit_test_patch4_32, pretrained, **kwargs)
+
+
+@register_model
+def deit_test_distilled_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
+    return _create_life("deit_test_distilled_patch4_32_life", deit_test_distilled_patch4_32, pretrained, **kwargs)
+
+
+# ---- LIFE twins of timm's own models (paper sizes) -----------------------------------------
+
+@register_model
+def deit_tiny_patch16_224_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """DeiT-T-LIFE (paper: 5.62 M params, 1.27 GMACs with 100 classes)."""
+    return _create_life("deit_tiny_patch16_224_life", "deit_tiny_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def deit_small_patch16_224_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """DeiT-S-LIFE (paper: 21.85 M params, 4.64 GMACs with 100 classes)."""
+    return _create_life("deit_small_patch16_224_life", "deit_small_patch16_224", pretrained, **kwargs)
+
+
+@register_model
+def deit_tiny_distilled_patch16_224_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
+    """DeiT-T with distillation token, LIFE (two prefix tokens)."""
+    return _create_life(
+        "deit_tiny_distilled_patch16_224_life", "deit_tiny_distilled_patch16_224", pretrained, **kwargs
+    )
+
+
+@register_model
+def swinv2_tiny_window8_256_life(pretrained: bool = False, **kwargs):
+    """SwinV2-T with LIFE inside each 8x8 window (paper: 27.88 M params, 6.01 GMACs)."""
+    return _create_life("swinv2_tiny_window8_256_life", "swinv2_tiny_window8_256", pretrained, **kwargs)

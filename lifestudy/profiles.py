@@ -1,0 +1,344 @@
+"""Named profiles: one per scale of experiment, all in this file.
+
+A profile is the whole study at one scale: the training recipe, per-dataset settings
+(input size, batch, epochs, training subset) and what each chapter of the book runs
+(datasets, model pairs, seeds). Like big_vision's per-experiment configs, each profile's
+docstring gives the command, the expected runtime and what its numbers mean; like
+nanoGPT's ``GPTConfig``, each concern is a commented dataclass. The smoke profile is a
+real, tiny run of the same code path.
+
+A run resolves its settings in this order: an explicit option (``--epochs``, or a
+``TrainConfig`` field), then the profile's :class:`DataSettings` for the dataset, then
+the profile's :class:`Recipe`, then the dataset's own spec (input size, channels). The
+resolved values are what ``config.json`` and the record store.
+
+The recipe is DeiT's (Touvron et al. 2021, facebookresearch/deit ``main.py``), which
+the LIFE paper (Akkaya et al., arXiv 2305.08551) trains with: AdamW, lr 5e-4 x batch/512,
+weight decay 0.05, cosine schedule with 5 warm-up epochs, label smoothing 0.1, mixup 0.8,
+cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, drop path 0.1,
+repeated augmentation (3 repeats), 300 epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from lifestudy.errors import ConfigError
+
+__all__ = [
+    "Recipe",
+    "DataSettings",
+    "ClassificationStudy",
+    "SweepStudy",
+    "DistillationStudy",
+    "DenseStudy",
+    "Profile",
+    "PROFILES",
+    "get_profile",
+    "SMOKE",
+    "CPU",
+    "PAPER",
+]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training recipe (DeiT's defaults). Every field is recorded with each run."""
+
+    epochs: int = 300
+    batch_size: int = 1024  # global: summed over processes under torchrun
+    lr_base: float = 5e-4  # peak lr at batch 512; lr = lr_base * batch_size / 512
+    min_lr: float = 1e-5  # end of the cosine schedule
+    warmup_epochs: int = 5  # linear warm-up from warmup_lr (capped at half the run)
+    warmup_lr: float = 1e-6
+    opt: str = "adamw"  # timm.optim.create_optimizer_v2 name; no decay on norms/biases/tokens
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    mixup: float = 0.8  # mixup alpha (0: off)
+    cutmix: float = 1.0  # cutmix alpha (0: off)
+    mixup_prob: float = 1.0  # probability of mixing a batch at all
+    mixup_switch_prob: float = 0.5  # probability of cutmix rather than mixup
+    randaugment: str | None = "rand-m9-mstd0.5-inc1"  # timm auto-augment string; None: off
+    reprob: float = 0.25  # random erasing probability
+    hflip: float = 0.5  # horizontal flip probability
+    crop_padding: int = 4  # images <= 64 px: random crop with this padding, not random-resized crop
+    drop_path: float = 0.1  # stochastic depth rate
+    repeated_aug: int = 3  # repeats of each image per epoch (RepeatAugSampler); 1: off
+    ema: bool = False  # keep an EMA of the weights and evaluate it
+    ema_decay: float = 0.99996
+    clip_grad: float | None = None  # max global grad norm; None: no clipping (DeiT's default)
+    distill_alpha: float = 0.5  # weight of the distillation-token loss (DeiT hard distillation)
+    amp: bool = True  # bf16 autocast on CUDA (never on CPU: CPU runs stay exact)
+    eval_every: int = 1  # evaluate every N epochs (0: only after the last epoch)
+    eval_subset: int | None = None  # evaluate on the first N test images (None: all)
+    num_workers: int = 0  # DataLoader workers (0 keeps CPU runs exactly reproducible)
+
+    def replace(self, **changes) -> "Recipe":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(
+                f"unknown recipe field(s) {sorted(unknown)}; known: "
+                f"{', '.join(f.name for f in dataclasses.fields(self))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Per-dataset settings of a profile; ``None`` falls back to the recipe / the spec."""
+
+    img_size: tuple[int, int] | None = None  # (H, W) the model sees; None: the spec's input_size
+    batch_size: int | None = None
+    epochs: int | None = None
+    subset: int | None = None  # training images per class; None: all
+    recipe: dict = field(default_factory=dict)  # recipe fields changed for this dataset
+
+
+@dataclass(frozen=True)
+class ClassificationStudy:
+    """Chapter 2: baselines against LIFE."""
+
+    datasets: tuple[str, ...]
+    models: tuple[tuple[str, str], ...]  # (baseline, LIFE) pairs
+
+
+@dataclass(frozen=True)
+class SweepStudy:
+    """Chapter 3: accuracy against training images per class."""
+
+    dataset: str
+    subsets: tuple[int, ...]  # images per class
+    models: tuple[str, str]  # (baseline, LIFE)
+
+
+@dataclass(frozen=True)
+class DistillationStudy:
+    """Chapter 4: distilled DeiT with and without LIFE, taught by a CNN."""
+
+    dataset: str
+    teacher: str  # a CNN trained first by the same engine
+    students: tuple[str, str]  # (distilled baseline, distilled LIFE)
+
+
+@dataclass(frozen=True)
+class DenseStudy:
+    """Chapters 5-6: detection / segmentation backbones (and detection heads)."""
+
+    dataset: str
+    backbones: tuple[str, ...]
+    heads: tuple[str, ...] = ()  # detection heads; empty for segmentation
+    extra_img_sizes: tuple[tuple[int, int], ...] = ()  # e.g. a 2:1 input for segmentation
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A whole study at one scale (see the module docstring)."""
+
+    name: str
+    summary: str
+    recipe: Recipe
+    data: dict[str, DataSettings]
+    seeds: tuple[int, ...]
+    classification: ClassificationStudy
+    sweep: SweepStudy
+    distillation: DistillationStudy
+    detection: DenseStudy
+    segmentation: DenseStudy
+    device: str = "auto"  # "auto": CUDA when available, else CPU
+
+    def settings_for(self, dataset: str) -> DataSettings:
+        """The profile's settings for ``dataset`` (defaults when it names none)."""
+        return self.data.get(dataset, DataSettings())
+
+    def recipe_for(self, dataset: str) -> Recipe:
+        """The recipe with ``dataset``'s changes applied."""
+        return self.recipe.replace(**self.settings_for(dataset).recipe)
+
+
+# ---------------------------------------------------------------------------------------
+SMOKE = Profile(
+    name="smoke",
+    summary=(
+        "Proves the pipeline in seconds; claims nothing. "
+        "`lifestudy train --profile smoke --data digits --model deit_test_patch4_32_life "
+        "--out runs/smoke/x` trains 2 epochs on 20 images per class (~5 s on 2 cores)."
+    ),
+    recipe=Recipe(
+        epochs=2,
+        batch_size=32,
+        lr_base=8e-3,  # lr 5e-4 at batch 32
+        warmup_epochs=0,
+        repeated_aug=1,
+        drop_path=0.0,
+        clip_grad=5.0,
+        eval_subset=200,
+    ),
+    data={
+        "digits": DataSettings(img_size=(32, 32), subset=20, recipe={"hflip": 0.0}),
+        "fashion-mnist": DataSettings(img_size=(32, 32), subset=20),
+        "scenes-det": DataSettings(img_size=(64, 64), batch_size=8, subset=None),
+        "scenes-seg": DataSettings(img_size=(64, 64), batch_size=8, subset=None),
+    },
+    seeds=(0,),
+    classification=ClassificationStudy(
+        datasets=("digits",), models=(("deit_test_patch4_32", "deit_test_patch4_32_life"),)
+    ),
+    sweep=SweepStudy(
+        dataset="digits", subsets=(5, 20), models=("deit_test_patch4_32", "deit_test_patch4_32_life")
+    ),
+    distillation=DistillationStudy(
+        dataset="digits",
+        teacher="resnet18",
+        students=("deit_test_distilled_patch4_32", "deit_test_distilled_patch4_32_life"),
+    ),
+    detection=DenseStudy(
+        dataset="scenes-det",
+        backbones=("deit_test_patch4_32", "deit_test_patch4_32_life"),
+        heads=("encdec", "encdec-linear", "encdec-life"),
+    ),
+    segmentation=DenseStudy(
+        dataset="scenes-seg",
+        backbones=("deit_test_patch4_32", "deit_test_patch4_32_life"),
+        extra_img_sizes=((32, 64),),
+    ),
+)
+"""Smoke: what tests and CI run (every notebook in seconds)."""
+
+CPU = Profile(
+    name="cpu",
+    summary=(
+        "The default of `make book`: the whole study at small scale, about 40 minutes on "
+        "2 CPU cores. Its numbers are real results of small models on small data, "
+        "labelled as such; they are not the paper's numbers."
+    ),
+    # Heavy augmentation (mixup/cutmix, 3x repeats) slows learning a lot in a
+    # 15-epoch run on 1-2k images, so the cpu profile keeps RandAugment, flips,
+    # erasing, label smoothing and drop path, and turns mixup/cutmix/repeats off.
+    recipe=Recipe(
+        epochs=15,
+        batch_size=64,
+        lr_base=4e-3,  # lr 5e-4 at batch 64: small batches, short runs
+        warmup_epochs=2,
+        mixup=0.0,
+        cutmix=0.0,
+        randaugment="rand-m6-mstd0.5-inc1",
+        reprob=0.1,
+        drop_path=0.05,
+        repeated_aug=1,
+        clip_grad=5.0,
+        eval_every=0,
+    ),
+    data={
+        "digits": DataSettings(img_size=(32, 32), recipe={"hflip": 0.0}),
+        "fashion-mnist": DataSettings(img_size=(32, 32), subset=100, recipe={"eval_subset": 2000}),
+        "scenes-det": DataSettings(img_size=(64, 64), batch_size=32, epochs=20),
+        "scenes-seg": DataSettings(img_size=(64, 64), batch_size=32, epochs=20),
+    },
+    seeds=(0, 1, 2),
+    classification=ClassificationStudy(
+        datasets=("digits", "fashion-mnist"),
+        models=(("deit_micro_patch4_32", "deit_micro_patch4_32_life"),),
+    ),
+    sweep=SweepStudy(
+        dataset="fashion-mnist",
+        subsets=(25, 100, 400),
+        models=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
+    ),
+    distillation=DistillationStudy(
+        dataset="fashion-mnist",
+        teacher="resnet18",
+        students=("deit_micro_distilled_patch4_32", "deit_micro_distilled_patch4_32_life"),
+    ),
+    detection=DenseStudy(
+        dataset="scenes-det",
+        backbones=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
+        heads=("encdec", "encdec-linear", "encdec-life"),
+    ),
+    segmentation=DenseStudy(
+        dataset="scenes-seg",
+        backbones=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
+        extra_img_sizes=((32, 64),),
+    ),
+)
+"""cpu: the default book (budget per chapter in :data:`CPU_BUDGET`)."""
+
+PAPER = Profile(
+    name="paper",
+    summary=(
+        "The paper's datasets and recipe (DeiT's, 300 epochs) for a GPU machine; "
+        "`torchrun --nproc_per_node=N -m lifestudy train --profile paper ...` for several "
+        "GPUs. Needs the datasets (`lifestudy data fetch NAME`)."
+    ),
+    recipe=Recipe(ema=False, num_workers=8),
+    # Input sizes: 32x32 CIFAR and 64x64 Tiny-ImageNet at native resolution with
+    # patch-4 models (the small-dataset ViT convention), ImageNet-100 at 224x224 with
+    # patch-16 models. Global batch 256 for the small-image datasets and 1024 (DeiT's) at
+    # 224: our choice where the paper text available to us does not state it.
+    data={
+        "cifar10": DataSettings(img_size=(32, 32), batch_size=256),
+        "cifar100": DataSettings(img_size=(32, 32), batch_size=256),
+        "tiny-imagenet": DataSettings(img_size=(64, 64), batch_size=256),
+        "imagenet100": DataSettings(img_size=(224, 224), batch_size=1024),
+        "voc-det": DataSettings(img_size=(512, 512), batch_size=32, epochs=150),
+        "voc-seg": DataSettings(img_size=(512, 512), batch_size=16, epochs=150),
+        "cityscapes": DataSettings(img_size=(512, 1024), batch_size=8, epochs=150),
+    },
+    seeds=(0, 1, 2),
+    classification=ClassificationStudy(
+        datasets=("cifar10", "cifar100", "tiny-imagenet", "imagenet100"),
+        models=(
+            ("deit_tiny_patch4_32", "deit_tiny_patch4_32_life"),
+            ("deit_small_patch4_32", "deit_small_patch4_32_life"),
+            ("t2t_vit_12", "t2t_vit_12_life"),
+            ("swinv2_tiny_window8_256", "swinv2_tiny_window8_256_life"),
+        ),
+    ),
+    sweep=SweepStudy(
+        dataset="cifar10",
+        subsets=(500, 1000, 2500, 5000),
+        models=("deit_tiny_patch4_32", "deit_tiny_patch4_32_life"),
+    ),
+    distillation=DistillationStudy(
+        dataset="cifar100",
+        teacher="resnet50",
+        students=("deit_tiny_distilled_patch4_32", "deit_tiny_distilled_patch4_32_life"),
+    ),
+    detection=DenseStudy(
+        dataset="voc-det",
+        backbones=("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),
+        heads=("encdec", "encdec-linear", "encdec-life"),
+    ),
+    segmentation=DenseStudy(
+        dataset="cityscapes",
+        backbones=("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),
+    ),
+)
+"""paper: the paper's recipe at full scale (GPU)."""
+
+#: Minutes the cpu profile may spend per chapter on 2 cores (measured, see CPU_BUDGET_NOTE).
+CPU_BUDGET: dict[str, float] = {
+    "01_life_module": 1,
+    "02_classification": 12,
+    "03_data_size": 7,
+    "04_distillation": 5,
+    "05_detection": 6,
+    "06_segmentation": 4,
+    "07_efficiency": 2,
+    "08_rollout": 2,
+    "09_results": 1,
+}
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, CPU, PAPER)}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    """The profile called ``name`` (a :class:`Profile` is returned as it is)."""
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}"
+        ) from None

@@ -1,0 +1,154 @@
+"""Run records: one JSON file per run with its metrics and provenance, written atomically.
+
+Every number the book shows is read from such a record (see DESIGN.md, "Contracts").
+A record is a flat-ish dict::
+
+    {"kind": "train" | "bench" | "complexity" | ..., "metrics": {...},
+     "provenance": {...}, ...anything else the writer adds}
+
+``write_json_atomic`` writes to a temporary file in the same folder and renames it over
+the target, so a reader never sees half a record, even if the writer is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = [
+    "write_json_atomic",
+    "read_json",
+    "provenance",
+    "git_state",
+    "device_name",
+    "find_records",
+    "load_records",
+]
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _jsonable(obj: Any) -> Any:
+    """Turn dataclasses, paths, tensors and numpy scalars into JSON values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)  # JSON has no NaN/inf; keep them visible as strings
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return _jsonable(obj.item())
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def git_state(repo: Path = _REPO_ROOT) -> dict[str, Any]:
+    """The git commit of the working tree and whether it has uncommitted changes."""
+
+    def _git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def device_name(device: Any = None) -> str:
+    """A human name for the device a run used, e.g. 'cpu (2 threads)' or 'NVIDIA H100 80GB HBM3'."""
+    import torch
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+
+
+def provenance(**fields: Any) -> dict[str, Any]:
+    """Provenance common to every record; ``fields`` (profile, seed, model, ...) are merged in."""
+    import timm
+    import torch
+    import torchvision
+
+    prov = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "platform": platform.platform(),
+        "argv": sys.argv,
+        **git_state(),
+    }
+    if "device" in fields and "device_name" not in fields:
+        prov["device_name"] = device_name(fields["device"])
+    prov.update(fields)
+    return _jsonable(prov)
+
+
+def find_records(root: str | os.PathLike, name: str = "record.json") -> list[Path]:
+    """All record files under ``root`` (sorted, so tables come out in a stable order)."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(root.rglob(name)) if root.exists() else []
+
+
+def load_records(roots: str | os.PathLike | Iterable[str | os.PathLike], name: str = "record.json"):
+    """Records under one or more folders as a pandas DataFrame, metrics and provenance flattened
+    into ``metrics.*`` / ``provenance.*`` columns, plus a ``path`` column."""
+    import pandas as pd
+
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    rows = []
+    for root in roots:
+        for path in find_records(root, name):
+            rec = read_json(path)
+            row = pd.json_normalize(rec, sep=".").iloc[0].to_dict()
+            row["path"] = str(path)
+            rows.append(row)
+    return pd.DataFrame(rows)

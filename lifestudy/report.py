@@ -1,0 +1,174 @@
+"""What the book's chapters share: run banners, captions, mean ± std tables, the paper beside ours.
+
+The notebooks narrate and the package computes; this module holds the few pieces that
+only the book uses — turning run records (:func:`lifestudy.records.load_records`) into
+the tables and sentences a chapter shows, always saying which profile, seeds and device
+produced them, and always labelling the paper's numbers as the paper's.
+
+Tables follow the convention of the paper's tables: one row per model, metric columns,
+"mean ± std" over seeds with the number of seeds beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lifestudy import paper
+from lifestudy.records import device_name, load_records, read_json
+
+__all__ = [
+    "run_banner",
+    "caption",
+    "seeds_text",
+    "mean_std",
+    "format_mean_std",
+    "beside_paper",
+    "summary",
+    "ensure_data",
+    "train_all",
+    "chapter_records",
+    "PAPER",
+]
+
+#: The label every paper number carries in tables and figures.
+PAPER = paper.LABEL
+
+
+def seeds_text(seeds: Sequence[int]) -> str:
+    """``[0, 1, 2]`` -> ``"0, 1, 2"``."""
+    return ", ".join(str(s) for s in seeds) if len(seeds) else "none"
+
+
+def run_banner(profile: str, seeds: Sequence[int], device: str) -> Any:
+    """The line each chapter shows under its parameters: profile, seeds and device.
+
+    Returns an ``IPython.display.Markdown`` object (display it, or let it be the cell's value).
+    """
+    from IPython.display import Markdown
+
+    claim = {
+        "smoke": "a pipeline check: its numbers claim nothing about LIFE",
+        "cpu": "real results at small scale on a CPU",
+        "paper": "the paper's datasets and settings",
+    }.get(profile, "a custom profile")
+    return Markdown(
+        f"**Numbers on this page:** profile `{profile}` ({claim}); "
+        f"seeds {seeds_text(seeds)}; device {device_name(device)}."
+    )
+
+
+def caption(text: str, profile: str, seeds: Sequence[int] | None = None) -> str:
+    """A figure or table caption that names its profile (and seeds, when there are runs)."""
+    tail = f"profile {profile}" + (f", seeds {seeds_text(seeds)}" if seeds is not None else "")
+    return f"{text} ({tail})"
+
+
+def mean_std(df, by: Sequence[str] | str, values: Sequence[str] | str):
+    """Mean, standard deviation (ddof=1; 0 for a single seed) and count of ``values`` per ``by`` group."""
+    import pandas as pd
+
+    by = [by] if isinstance(by, str) else list(by)
+    values = [values] if isinstance(values, str) else list(values)
+    grouped = df.groupby(by, sort=False)[values]
+    out = grouped.agg(["mean", "std", "count"])
+    for v in values:
+        out[(v, "std")] = out[(v, "std")].fillna(0.0)
+    return out if isinstance(out, pd.DataFrame) else out.to_frame()
+
+
+def format_mean_std(stats, digits: int = 2):
+    """Turn :func:`mean_std`'s output into strings ``"mean ± std"`` per value, plus a seeds column."""
+    import pandas as pd
+
+    values = list(dict.fromkeys(stats.columns.get_level_values(0)))
+    table = pd.DataFrame(index=stats.index)
+    for v in values:
+        mean, std = stats[(v, "mean")], stats[(v, "std")]
+        table[v] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, std)]
+    table["seeds"] = stats[(values[0], "count")].astype(int)
+    return table
+
+
+def beside_paper(ours, theirs: Mapping[str, Mapping[str, float]], columns: Mapping[str, str]):
+    """Our table with the paper's numbers in separate, labelled columns.
+
+    Args:
+        ours: a DataFrame indexed by the key ``theirs`` uses (e.g. a timm model name).
+        theirs: the paper's numbers, ``{key: {metric: value}}`` (from :mod:`lifestudy.paper`).
+        columns: ``{metric key in theirs: column title}``; each becomes ``"<title> (paper)"``.
+    """
+    table = ours.copy()
+    for key, title in columns.items():
+        table[f"{title} ({PAPER})"] = [
+            theirs.get(str(idx), {}).get(key, float("nan")) for idx in table.index
+        ]
+    return table
+
+
+def summary(lines: Iterable[str]) -> Any:
+    """A chapter's closing summary as Markdown bullet points (numbers come from records)."""
+    from IPython.display import Markdown
+
+    return Markdown("\n".join(f"- {line}" for line in lines))
+
+
+def ensure_data(names: Iterable[str], root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Check each dataset and fetch the ones that are missing (what ``make data`` does).
+
+    Returns ``{name: one-line summary}``; raises :class:`lifestudy.errors.DatasetError`
+    (with the expected layout and the fetch command) when a dataset can be neither found
+    nor fetched.
+    """
+    from lifestudy import data
+    from lifestudy.errors import DatasetError
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = data.check(name, root=root)
+        except DatasetError:
+            data.fetch(name, root=root)
+            found[name] = data.check(name, root=root)
+    return found
+
+
+def train_all(configs: Iterable[Any], reuse: bool = False, log=print) -> list[dict]:
+    """Train each config with :func:`lifestudy.engine.train` and return the records.
+
+    Args:
+        configs: ``TrainConfig`` objects, each with its own ``out`` folder.
+        reuse: return a run's existing ``record.json`` instead of training again (for
+            re-executing a chapter by hand; ``make book`` re-runs everything it re-executes).
+        log: where the one-line progress messages go.
+    """
+    from lifestudy.engine import train
+
+    records = []
+    configs = list(configs)
+    for i, cfg in enumerate(configs, 1):
+        record_path = Path(cfg.out) / "record.json"
+        start = time.perf_counter()
+        if reuse and record_path.exists():
+            record = read_json(record_path)
+            how = "reused"
+        else:
+            record = train(cfg)
+            how = "trained"
+        log(
+            f"[{i}/{len(configs)}] {how} {cfg.model} on {cfg.data} seed {cfg.seed} "
+            f"in {time.perf_counter() - start:.1f} s -> {record_path}"
+        )
+        records.append(record)
+    return records
+
+
+def chapter_records(out_dir: str | os.PathLike, kind: str | None = None):
+    """The records under a chapter's ``out_dir`` as a DataFrame (optionally one ``kind``)."""
+    df = load_records(out_dir)
+    if kind is not None and len(df) and "kind" in df:
+        df = df[df["kind"] == kind]
+    return df.reset_index(drop=True)

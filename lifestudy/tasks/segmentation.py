@@ -1,0 +1,108 @@
+"""Semantic segmentation: a timm backbone with a progressive-upsampling decoder.
+
+``lifestudy train --task segmentation --data scenes-seg --model deit_micro_patch4_32_life
+--profile cpu --seed 0 --img-size 32 64 --out runs/cpu/segmentation/...`` builds
+:func:`lifestudy.dense.build_segmenter` (``--model`` is the backbone; ``--init CKPT``
+starts it from a classification run of ours), trains per-pixel cross-entropy (pixels
+labelled ``ignore_index`` left out) and evaluates mIoU, per-class IoU and pixel accuracy
+(:class:`lifestudy.dense.SegmentationMetrics`). Any ``--img-size H W`` that the patch size
+divides works (Cityscapes is 2:1; scenes are drawn at the run's size). The decoder width
+depends on the profile (:data:`DECODER_DIM`); ``TrainConfig.options`` may change it
+(``{"decoder_dim": 128}``), set the number of scene canvases (``train_length``,
+``test_length``; default ``lifestudy.dense.transforms.SCENE_CANVASES`` of the profile) or
+ask for timm's pretrained backbone weights (``pretrained``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifestudy.dense import SegmentationMetrics, build_segmenter
+from lifestudy.dense.backbone import patch_grid
+from lifestudy.dense.transforms import collate_dense, dense_transform, scene_options
+from lifestudy.errors import ConfigError
+from lifestudy.tasks import register_task
+from lifestudy.tasks.base import Task
+
+__all__ = ["Segmentation", "DECODER_DIM"]
+
+#: Decoder width per profile (paper: 256, SETR-PUP's).
+DECODER_DIM: dict[str, int] = {"smoke": 32, "cpu": 64, "paper": 256}
+
+
+@register_task("segmentation")
+class Segmentation(Task):
+    headline_metric = "miou"
+    higher_is_better = True
+    collate_fn = staticmethod(collate_dense)
+
+    def __init__(self) -> None:
+        self.ignore_index = 255
+        self.class_names: tuple[str, ...] = ()
+
+    def build_model(self, cfg, spec) -> nn.Module:
+        if spec.task != "segmentation":
+            raise ConfigError(
+                f"--task segmentation needs a segmentation dataset, but {spec.name!r} is for "
+                f"{spec.task}; use scenes-seg (offline), voc-seg or cityscapes"
+            )
+        if cfg.head not in (None, "", "pup"):
+            raise ConfigError(f"--head {cfg.head} is a detection head; segmentation has one decoder (leave --head out)")
+        self._remember(spec)
+        options = cfg.options or {}
+        model = build_segmenter(
+            cfg.model, num_classes=spec.num_classes, img_size=tuple(cfg.img_size), in_chans=spec.in_chans,
+            pretrained=bool(options.get("pretrained", False)), init=cfg.init,
+            drop_path_rate=float(cfg.recipe.get("drop_path", 0.0)),
+            dim=int(options.get("decoder_dim", DECODER_DIM.get(cfg.profile, 256))),
+        )
+        patch_grid(model.backbone, *cfg.img_size)  # a size the patch does not divide fails here, not mid-run
+        return model
+
+    def _remember(self, spec) -> None:
+        self.ignore_index = 255 if spec.ignore_index is None else int(spec.ignore_index)
+        self.class_names = tuple(spec.class_names)
+
+    def build_datasets(self, cfg, spec):
+        from lifestudy.data import build_dataset
+
+        self._remember(spec)
+        options = cfg.options or {}
+        scenes = cfg.data.startswith("scenes")
+        hflip = float(cfg.recipe.get("hflip", 0.5))
+        out = []
+        for split in ("train", "test"):
+            tf = dense_transform(spec, cfg.img_size, train=split == "train", hflip=hflip, resize=not scenes)
+            out.append(build_dataset(cfg.data, split, root=cfg.root, transform=tf,
+                                     subset_per_class=cfg.subset if split == "train" else None,
+                                     seed=cfg.seed, **scene_options(cfg.data, cfg.img_size, options, split, cfg.profile)))
+        return tuple(out)
+
+    def prepare(self, model, cfg, spec, device) -> None:
+        self._remember(spec)
+        SegmentationMetrics(spec.num_classes)  # imports torchmetrics now, not inside the timed evaluation
+
+    def loss(self, model, batch, cfg):
+        images, targets = batch
+        labels = torch.stack([t["semantic"].as_subclass(torch.Tensor) for t in targets]).long()
+        logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
+        return loss, {}
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, device) -> dict[str, float]:
+        num_classes = getattr(model, "module", model).num_classes
+        metric = SegmentationMetrics(num_classes, ignore_index=self.ignore_index)
+        for images, targets in loader:
+            labels = torch.stack([t["semantic"].as_subclass(torch.Tensor) for t in targets])
+            metric.update(model(images.to(device)), labels)
+        res = metric.compute()
+        out = {"miou": res["miou"], "pixel_acc": res["pixel_acc"]}
+        names = self.class_names if len(self.class_names) == num_classes else [str(i) for i in range(num_classes)]
+        for name, iou in zip(names, res["iou_per_class"]):
+            out[f"iou_{re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_').lower()}"] = iou
+        return out

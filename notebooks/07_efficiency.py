@@ -1,0 +1,169 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7. Efficiency
+#
+# **What you will do.** Count parameters and multiply-accumulates of ViTs with and
+# without LIFE as the number of tokens grows, and measure their training and inference
+# throughput and peak memory on this machine.
+#
+# **What you will learn.** What LIFE costs, and how that cost scales: its convolutions
+# grow linearly with the number of tokens, while attention grows quadratically, so
+# LIFE's relative overhead shrinks on larger inputs.
+#
+# **What you need.** The `lifestudy` package; no dataset. About 2 minutes on 2 CPU cores
+# (the throughput numbers are for this machine only; the device is named below).
+
+# %% [markdown]
+# ## Setup
+#
+# In Colab this cell installs the package from its repository; anywhere else it does
+# nothing (install with `pip install -e .` or `make install` instead).
+
+# %%
+try:
+    import google.colab  # noqa: F401  (importable only in Colab)
+
+    IN_COLAB = True
+except ImportError:
+    IN_COLAB = False
+if IN_COLAB:
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet",
+         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
+        check=True,
+    )
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from lifestudy import complexity, report
+from lifestudy.bench import BenchConfig, bench
+from lifestudy.profiles import get_profile
+from lifestudy.records import provenance, write_json_atomic
+
+# %% tags=["parameters"]
+profile = "cpu"  # smoke | cpu | paper
+device = "cpu"  # cpu | cuda: where throughput and memory are measured
+seeds = None  # None: the profile's seeds (no training here; recorded for completeness)
+data_root = None  # unused: this chapter needs no dataset
+out_dir = None  # None: runs/<profile>/07_efficiency
+
+# %%
+prof = get_profile(profile)
+seeds = list(seeds) if seeds is not None else list(prof.seeds)
+out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "07_efficiency"
+base_model, life_model = prof.classification.models[0]
+sizes = {"smoke": [32, 64], "cpu": [32, 64, 96, 128], "paper": [32, 64, 128, 224]}[profile]
+report.run_banner(profile, seeds[:1], device)
+
+# %% [markdown]
+# ## Cost against the number of tokens
+#
+# The profile's classification pair, at growing square inputs with patch size 4 (so the
+# grid grows from $8\times8$ to $32\times32$ patches). MACs are counted as in the paper:
+# fvcore's convention, with the attention matrix products.
+
+# %%
+rows = []
+for size in sizes:
+    for name in (base_model, life_model):
+        c = complexity.complexity(name, num_classes=10, img_size=size)
+        rows.append({"model": name, "LIFE": name == life_model, "image side (px)": size,
+                     "tokens": (size // 4) ** 2, "params (M)": c["params_m"], "GMACs": c["gmacs"]})
+cost = pd.DataFrame(rows)
+write_json_atomic(out_dir / "complexity" / "record.json", {
+    "kind": "complexity", "metrics": {"rows": cost.to_dict(orient="records")},
+    "provenance": provenance(profile=profile, device="cpu", models=[base_model, life_model], sizes=sizes),
+})
+overhead = cost.pivot_table(index="tokens", columns="LIFE", values="GMACs")
+overhead["LIFE overhead (%)"] = 100 * (overhead[True] / overhead[False] - 1)
+overhead.rename(columns={False: f"GMACs {base_model}", True: f"GMACs {life_model}"}).round(4)
+
+# %%
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+sns.lineplot(data=cost, x="tokens", y="GMACs", hue="model", marker="o", ax=ax1)
+ax1.set_xlabel("patch tokens per image")
+ax1.set_ylabel("GMACs per image")
+ax2.plot(overhead.index, overhead["LIFE overhead (%)"], marker="o")
+ax2.set_xlabel("patch tokens per image")
+ax2.set_ylabel("extra MACs of LIFE (%)")
+fig.suptitle(report.caption("Multiply-accumulates against input size", profile))
+plt.show()
+
+# %% [markdown]
+# ## Throughput and memory
+#
+# Training and inference throughput (images per second) of each model, timed in one
+# process with the repetitions of the baseline and the LIFE model interleaved, so that
+# noise on a shared machine hits both alike; the ratios carry over to other machines,
+# the absolute numbers are this device's. Memory is the size of the activations autograd
+# keeps for the backward pass of one training step (exact and device-independent; the
+# part of training memory LIFE changes). `lifestudy bench` measures the same from the
+# command line.
+
+# %%
+bench_plan = {  # (input sides, batch size, timed repeats) per profile
+    "smoke": ([32, 64], 8, 1),
+    "cpu": ([32, 64, 96], 32, 3),
+    "paper": ([32, 64, 128, 224], 64, 5),
+}[profile]
+rows = []
+for side in bench_plan[0]:
+    record = bench(BenchConfig(models=[base_model], img_size=(side, side), batch_size=bench_plan[1],
+                               num_classes=10, device=device, repeats=bench_plan[2]))
+    write_json_atomic(out_dir / "bench" / f"{side}x{side}" / "record.json", record)
+    for row in record["results"]:
+        measures = {f"{mode} (img/s)": row[mode] for mode in ("train", "infer")}
+        mem = row["memory"]["activation_mb"]
+        for measure, r in measures.items():
+            rows.append({"tokens": (side // 4) ** 2, "measure": measure, "baseline": r["baseline_img_s"],
+                         "with LIFE": r["life_img_s"], "LIFE / baseline": r["ratio"]})
+        rows.append({"tokens": (side // 4) ** 2, "measure": "activations (MB)", "baseline": mem["baseline"],
+                     "with LIFE": mem["life"], "LIFE / baseline": mem["ratio"]})
+speed = pd.DataFrame(rows)
+bench_device = record["provenance"].get("device_name", device)
+speed.set_index(["tokens", "measure"]).round(3)
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
+sns.lineplot(data=speed, x="tokens", y="LIFE / baseline", hue="measure", marker="o", ax=ax)
+ax.axhline(1.0, color="grey", lw=0.8)
+ax.set_xlabel("patch tokens per image")
+ax.set_ylabel("LIFE / baseline (ratio)")
+ax.set_title(report.caption(f"Throughput and activation memory of {life_model}, on {bench_device}", profile),
+             fontsize=9)
+plt.show()
+
+# %% [markdown]
+# ## Summary
+
+# %%
+first, last = overhead.index.min(), overhead.index.max()
+report.summary([
+    f"{life_model} has {cost.loc[cost.LIFE, 'params (M)'].iloc[0]:.3f} M parameters against "
+    f"{cost.loc[~cost.LIFE, 'params (M)'].iloc[0]:.3f} M for {base_model}.",
+    f"LIFE's extra MACs: {overhead.loc[first, 'LIFE overhead (%)']:.2f} % at {first} tokens, "
+    f"{overhead.loc[last, 'LIFE overhead (%)']:.2f} % at {last} tokens.",
+    "Training throughput of LIFE relative to the baseline: " + ", ".join(
+        f"{r['LIFE / baseline']:.2f}x at {r['tokens']} tokens"
+        for _, r in speed[speed["measure"] == "train (img/s)"].iterrows()
+    ) + f" (measured on {bench_device}, profile {profile}; records under {out_dir / 'bench'}).",
+])

@@ -1,0 +1,62 @@
+"""``lifestudy bench``: a tiny real run, its record, its errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+import torch
+
+from lifestudy.bench import BenchConfig, activation_bytes, bench
+from lifestudy.cli import main
+from lifestudy.errors import ConfigError
+
+
+def test_bench_record_pairs_each_life_model_with_its_baseline():
+    cfg = BenchConfig(models=["deit_test_patch4_32_life"], batch_size=2, repeats=2, threads=1, num_classes=5)
+    rec = bench(cfg)
+    assert rec["kind"] == "bench"
+    (row,) = rec["results"]
+    assert (row["baseline"], row["life"]) == ("deit_test_patch4_32", "deit_test_patch4_32_life")
+    for mode in ("train", "infer"):
+        r = row[mode]
+        assert len(r["ratios"]) == 2 and r["ratio"] > 0 and r["baseline_img_s"] > 0
+    mem = row["memory"]["activation_mb"]
+    assert mem["life"] > mem["baseline"] > 0
+    assert rec["metrics"]["deit_test_patch4_32_life/train_ratio"] == row["train"]["ratio"]
+    assert rec["provenance"]["device"] == "cpu" and rec["provenance"]["threads"] == 1
+    assert torch.get_num_threads() >= 1  # restored
+
+
+def test_activation_bytes_counts_saved_tensors_not_parameters():
+    model = torch.nn.Linear(8, 8)
+    x = torch.randn(4, 8)
+    assert activation_bytes(model, x) == x.numel() * 4  # the input, saved for the weight grad
+    big = timm.create_model("deit_test_patch4_32", num_classes=3)
+    assert activation_bytes(big, torch.randn(2, 3, 32, 32)) < activation_bytes(big, torch.randn(4, 3, 32, 32))
+
+
+def test_cli_writes_the_record(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--models", "deit_test_patch4_32", "--batch-size", "2", "--repeats", "1",
+               "--modes", "infer", "--threads", "1", "--out", str(out)])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    assert rec["config"]["modes"] == ["infer"] and "train" not in rec["results"][0]
+    assert "deit_test_patch4_32_life" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kw,match", [({"models": ["resnet18"]}, "no LIFE twin"), ({"device": "tpu"}, "cpu or cuda"),
+                 ({"modes": ("fly",)}, "unknown bench mode")],
+)
+def test_bad_input_is_a_clear_error(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        bench(BenchConfig(**{"batch_size": 1, "repeats": 1, **kw}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_says_so():
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        bench(BenchConfig(device="cuda", batch_size=1, repeats=1))

@@ -1,0 +1,168 @@
+"""The book: configuration, table of contents, and a strict build from the smoke chapters.
+
+The build runs ``jupyter-book build -W -n --keep-going`` (as ``make book`` does) on a
+copy of ``book/`` whose chapters are the notebooks ``tests/test_notebooks.py`` executed
+in the smoke profile, and checks what a reader relies on: every chapter is a page, math
+renders without a CDN, figures are image files, and each page's Colab button opens the
+committed Colab copy of its chapter.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+pytest.importorskip("jupyter_book")
+
+from test_notebooks import NAMES, NOTEBOOKS, ROOT, read, smoke_chapters, smoke_workdir  # noqa: E402
+
+BOOK = ROOT / "book"
+
+
+def config():
+    return yaml.safe_load((BOOK / "_config.yml").read_text())
+
+
+def toc_files():
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    return [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+
+
+def test_toc_lists_every_chapter_in_order():
+    chapters = [f for f in toc_files() if f.startswith("chapters/")]
+    assert chapters == [f"chapters/{n}" for n in NAMES]
+
+
+def test_config_executes_nothing_and_bundles_mathjax():
+    cfg = config()
+    assert cfg["execute"]["execute_notebooks"] == "off"  # papermill executes, the build only renders
+    assert "sphinx-mathjax-offline" in cfg["sphinx"]["extra_extensions"]
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert (BOOK / cfg["bibtex_bibfiles"][0]).exists()
+
+
+def test_colab_set_up_installs_from_the_configured_repository():
+    """The repository URL is written once (book/_config.yml); every set-up cell uses it."""
+    url = config()["repository"]["url"].rstrip("/")
+    for path in NOTEBOOKS:
+        setup = next(c for c in read(path).cells if "google.colab" in c.source)
+        assert f"git+{url}" in setup.source, f"{path.name}: set-up cell does not install from {url}"
+
+
+def test_colab_link():
+    sys.path.insert(0, str(BOOK / "_ext"))
+    try:
+        from colab_launch import colab_link
+    finally:
+        sys.path.remove(str(BOOK / "_ext"))
+    assert colab_link("https://colab.research.google.com", "https://github.com/org/repo", "main",
+                      "notebooks/colab", "chapters/01_life_module") == (
+        "https://colab.research.google.com/github/org/repo/blob/main/notebooks/colab/01_life_module.ipynb")
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    """Build the book strictly from the smoke-profile chapters; returns the HTML folder."""
+    smoke = smoke_chapters(smoke_workdir(tmp_path_factory))
+    failed = [name for name, (executed, error, _) in smoke.items() if error]
+    if failed:
+        pytest.fail(f"chapters failed in the smoke profile (see test_notebooks.py): {failed}")
+    book = tmp_path_factory.mktemp("book") / "book"
+    shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("_build", "chapters", "_executed", "__pycache__"))
+    (book / "chapters").mkdir()
+    for name, (executed, _, _) in smoke.items():
+        shutil.copy(executed, book / "chapters" / f"{name}.ipynb")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+         "build", str(book), "--all", "-W", "-n", "--keep-going"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return book / "_build" / "html"
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_every_chapter_is_a_page(built_book):
+    for name in NAMES:
+        assert (built_book / "chapters" / f"{name}.html").exists(), name
+    assert (built_book / "intro.html").exists() and (built_book / "index.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_math_renders_without_a_cdn(built_book):
+    pages = [p.read_text() for p in built_book.rglob("*.html")]
+    assert not any(re.search(r"<script[^>]+src=\"https?://[^\"]*mathjax", p, re.I) for p in pages)
+    assert any(re.search(r"<script[^>]+src=\"[^\"]*_static/[^\"]*mathjax[^\"]*\"", p, re.I) for p in pages)
+    assert list((built_book / "_static").rglob("*tex-chtml*.js")) or list((built_book / "_static").rglob("*mathjax*"))
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_figures_are_files(built_book):
+    images = list((built_book / "_images").glob("*.png"))
+    assert len(images) >= 5, "the chapters' figures should be PNG files in the build"
+    for name in NAMES:
+        assert "data:image/png;base64" not in (built_book / "chapters" / f"{name}.html").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_each_page_opens_its_colab_copy(built_book):
+    url = config()["repository"]["url"].rstrip("/").split("github.com/")[-1]
+    for name in NAMES:
+        html = (built_book / "chapters" / f"{name}.html").read_text()
+        link = f"https://colab.research.google.com/github/{url}/blob/main/notebooks/colab/{name}.ipynb"
+        assert link in html, f"{name}: no Colab button to {link}"
+        assert (ROOT / "notebooks" / "colab" / f"{name}.ipynb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_pages_name_profile_seeds_and_device(built_book):
+    for name in NAMES:
+        text = (built_book / "chapters" / f"{name}.html").read_text()
+        assert "Numbers on this page:" in text and "smoke" in text and "seeds" in text and "device" in text
+
+
+# --------------------------------------------------------------------------------------
+# The tables the chapters show (lifestudy.report)
+
+
+def test_mean_std_over_seeds_and_formatting():
+    pd = pytest.importorskip("pandas")
+    from lifestudy import report
+
+    runs = pd.DataFrame({"model": ["a", "a", "a", "b"], "top1": [1.0, 2.0, 3.0, 5.0]})
+    stats = report.mean_std(runs, "model", "top1")
+    assert stats.loc["a", ("top1", "mean")] == 2.0
+    assert stats.loc["a", ("top1", "std")] == 1.0  # sample std over seeds (ddof=1)
+    assert stats.loc["b", ("top1", "std")] == 0.0  # one seed: no spread, not NaN
+    table = report.format_mean_std(stats)
+    assert table.loc["a", "top1"] == "2.00 ± 1.00" and table.loc["a", "seeds"] == 3
+
+
+def test_paper_columns_are_labelled_and_never_mixed_with_ours():
+    pd = pytest.importorskip("pandas")
+    from lifestudy import paper, report
+
+    ours = pd.DataFrame({"GMACs": [1.3]}, index=["deit_tiny_patch16_224"])
+    table = report.beside_paper(ours, paper.COMPLEXITY, {"gmacs": "GMACs"})
+    assert list(table.columns) == ["GMACs", "GMACs (paper)"]
+    assert table.loc["deit_tiny_patch16_224", "GMACs (paper)"] == paper.COMPLEXITY["deit_tiny_patch16_224"]["gmacs"]
+    assert table.loc["deit_tiny_patch16_224", "GMACs"] == 1.3
+
+
+def test_banner_and_captions_name_profile_seeds_and_device():
+    from lifestudy import report
+
+    banner = report.run_banner("cpu", [0, 1, 2], "cpu").data
+    assert "`cpu`" in banner and "seeds 0, 1, 2" in banner and "device cpu" in banner
+    assert report.caption("Accuracy", "smoke", [0]) == "Accuracy (profile smoke, seeds 0)"
