@@ -87,7 +87,7 @@ book/_executed/$(PROFILE)/%.ipynb: notebooks/%.py $(PACKAGE_SRC) $(BOOK_SETTINGS
 	@echo ">>> [book $(PROFILE)] executing $< (runs in $(RUNS_DIR)/$*)"
 	@start=$$(date +%s); \
 	$(PY) -m jupytext --quiet --to ipynb --output $@.src.ipynb $< \
-	&& MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m papermill --cwd $(CURDIR) --kernel python3 --no-progress-bar \
+	&& MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m papermill --cwd $(CURDIR) --kernel python3 --no-progress-bar --log-level WARNING \
 		$@.src.ipynb $@.tmp.ipynb $(PAPERMILL_PARAMS) \
 	&& mv $@.tmp.ipynb $@; rc=$$?; rm -f $@.src.ipynb; \
 	echo ">>> [book $(PROFILE)] $* $$([ $$rc = 0 ] && echo done || echo FAILED, see $@.tmp.ipynb) in $$(( $$(date +%s) - start )) s"; \

@@ -6,6 +6,9 @@ taken per adjacent pair and the median reported (plus the median throughputs).
 
 What is measured:
 
+- throughput is wall-clock by default; ``clock="cpu"`` times the process's CPU time instead,
+  which other jobs on a shared machine disturb far less (with one thread it equals the time the
+  step computed; with several it also counts threads waiting for each other).
 - ``train``: images/s of a full optimisation step (forward, cross-entropy, backward, AdamW
   step) on random data of the given size; ``infer``: images/s of an eval-mode forward under
   ``torch.inference_mode``. On CUDA every timed block ends with a synchronisation.
@@ -49,8 +52,9 @@ class BenchConfig:
     amp: bool = False  # bf16 autocast
     modes: tuple[str, ...] = ("train", "infer")
     repeats: int = 5  # timed samples per model and mode (interleaved)
-    warmup: int = 1  # untimed steps per model and mode
+    warmup: int | None = None  # untimed steps per model and mode (None: 1 on CPU, 5 on CUDA)
     steps: int | None = None  # steps per timed sample (None: 1 on CPU, 10 on CUDA)
+    clock: str = "wall"  # "wall", or "cpu": process CPU time (CPU only; steadier on a shared machine)
     seed: int = 0
 
 
@@ -148,15 +152,15 @@ class _Runner:
         return mem
 
 
-def _time(runner: _Runner, mode: str, steps: int) -> float:
+def _time(runner: _Runner, mode: str, steps: int, clock: Callable[[], float] = time.perf_counter) -> float:
     """Images/s of ``steps`` consecutive steps."""
     step = getattr(runner, mode)
     _sync(runner.dev)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         step()
     _sync(runner.dev)
-    return steps * runner.x.shape[0] / (time.perf_counter() - start)
+    return steps * runner.x.shape[0] / (clock() - start)
 
 
 def bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -169,7 +173,11 @@ def bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[st
         raise ConfigError(f"unknown bench mode(s) {sorted(bad)}: use train and/or infer")
     if cfg.repeats < 1 or cfg.batch_size < 1:
         raise ConfigError("--repeats and --batch-size must be at least 1")
+    if cfg.clock not in ("wall", "cpu") or (cfg.clock == "cpu" and dev.type != "cpu"):
+        raise ConfigError(f"--clock must be wall, or cpu on a CPU device (got {cfg.clock!r} on {dev.type})")
+    clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
     steps = cfg.steps or (10 if dev.type == "cuda" else 1)
+    warmup = cfg.warmup if cfg.warmup is not None else (5 if dev.type == "cuda" else 1)
     old_threads = torch.get_num_threads()
     if dev.type == "cpu" and cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -182,13 +190,13 @@ def bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[st
             row: dict[str, Any] = {"baseline": base_name, "life": life_name}
             for mode in cfg.modes:
                 for r in runners:
-                    for _ in range(cfg.warmup):
+                    for _ in range(warmup):
                         getattr(r, mode)()
                 samples: list[list[float]] = [[], []]
                 for rep in range(cfg.repeats):
                     order = (0, 1) if rep % 2 == 0 else (1, 0)
                     for i in order:
-                        samples[i].append(_time(runners[i], mode, steps))
+                        samples[i].append(_time(runners[i], mode, steps, clock))
                 ratios = [life / base for base, life in zip(*samples)]
                 row[mode] = {
                     "baseline_img_s": statistics.median(samples[0]),
@@ -223,7 +231,7 @@ def bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[st
         "metrics": metrics,
         "provenance": provenance(
             device=str(dev), threads=torch.get_num_threads() if cfg.threads is None else cfg.threads,
-            amp=cfg.amp, wall_time_s=time.time() - started,
+            amp=cfg.amp, clock=cfg.clock, wall_time_s=time.time() - started,
         ),
     }
 
@@ -234,7 +242,8 @@ def format_table(record: dict[str, Any]) -> str:
     for row in record["results"]:
         for mode in record["config"]["modes"]:
             r = row[mode]
-            lines.append(f"{row['life']:34s} {mode:5s} {r['baseline_img_s']:14.1f} {r['life_img_s']:10.1f} {r['ratio']:6.3f}")
+            lines.append(f"{row['life']:34s} {mode:5s} {r['baseline_img_s']:14.1f} "
+                         f"{r['life_img_s']:10.1f} {r['ratio']:6.3f}")
         for key, m in row["memory"].items():
             lines.append(f"{row['life']:34s} {key}: {m['baseline']:.1f} -> {m['life']:.1f} MB ({m['ratio']:.3f}x)")
     return "\n".join(lines)

@@ -47,9 +47,13 @@ def count_params(model: nn.Module, trainable: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 
-def count_macs(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[int, dict[str, int], dict[str, int]]:
+def count_macs(
+    model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor]
+) -> tuple[int, dict[str, int], dict[str, int]]:
     """fvcore MACs of one forward pass: (total, MACs by operator, uncounted ops and their counts)."""
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importing fvcore warns that torch.jit.script is deprecated
+        from fvcore.nn import FlopCountAnalysis
 
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     was_training = model.training
@@ -99,7 +103,9 @@ def complexity(
     if isinstance(model, str):
         name = model
         try:
-            module = timm.create_model(name, num_classes=num_classes, img_size=(H, W), in_chans=in_chans, **model_kwargs)
+            module = timm.create_model(
+                name, num_classes=num_classes, img_size=(H, W), in_chans=in_chans, **model_kwargs
+            )
         except RuntimeError as err:
             if "Unknown model" in str(err):
                 raise ConfigError(

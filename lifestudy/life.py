@@ -2,7 +2,7 @@
 
 Akkaya, Kathiresan, Arani, Zonooz, "Enhancing Performance of Vision Transformers on Small
 Datasets through Local Inductive Bias Incorporation", arXiv 2305.08551 (Pattern Recognition
-2024); official code: ``MultiscaleQKV`` in github.com/NeurAI-Lab/LIFE (built on VTPack).
+2024); official code: ``MultiscaleQKV`` in the authors' LIFE repository (built on VTPack).
 Hooks into timm (Wightman, github.com/huggingface/pytorch-image-models): ``Attention``,
 ``VisionTransformer``, ``SwinTransformerV2``.
 
@@ -92,7 +92,9 @@ class LIFE(nn.Module):
         super().__init__()
         kernel_sizes = tuple(int(k) for k in kernel_sizes)
         if any(k < 1 or k % 2 == 0 for k in kernel_sizes):
-            raise ConfigError(f"LIFE kernel_sizes must be odd and positive (zero padding keeps the grid), got {kernel_sizes}")
+            raise ConfigError(
+                f"LIFE kernel_sizes must be odd and positive (zero padding keeps the grid), got {kernel_sizes}"
+            )
         if num_prefix_tokens < 0:
             raise ConfigError(f"num_prefix_tokens must be >= 0, got {num_prefix_tokens}")
         self.dim = dim
@@ -293,7 +295,26 @@ def _apply_vit(model: nn.Module, **life_kwargs) -> nn.Module:
     return model
 
 
+def _swin_calls_qkv_module(attn: nn.Module) -> bool:
+    """Whether this timm's SwinV2 window attention calls ``self.qkv(x)`` when it has no q/v bias
+    (timm >= 1.0.9); older timm always applies ``F.linear`` with ``qkv.weight``."""
+    import inspect
+
+    try:
+        return "self.qkv(x)" in inspect.getsource(type(attn).forward)
+    except (OSError, TypeError):  # no source to read: assume a current timm
+        return True
+
+
 def _apply_swinv2(model: nn.Module, **life_kwargs) -> nn.Module:
+    import timm
+
+    first = model.layers[0].blocks[0].attn
+    if not _swin_calls_qkv_module(first):
+        raise UnsupportedModelError(
+            f"cannot convert {_model_name(model)}: timm {timm.__version__}'s SwinV2 attention applies its "
+            "q/v bias through qkv.weight and never calls the qkv module; LIFE in SwinV2 needs timm >= 1.0.9"
+        )
     if life_kwargs.get("num_prefix_tokens", 0):
         raise ConfigError("Swin windows have no prefix tokens: leave num_prefix_tokens out")
     life_kwargs = {k: v for k, v in life_kwargs.items() if k != "num_prefix_tokens"}

@@ -60,7 +60,7 @@ from lifestudy.profiles import get_profile
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | paper
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the profile's seeds for this study
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/03_data_size
 reuse_runs = False  # True: keep runs that already have a record instead of training again
@@ -68,7 +68,7 @@ reuse_runs = False  # True: keep runs that already have a record instead of trai
 # %%
 prof = get_profile(profile)
 study = prof.sweep
-seeds = list(seeds) if seeds is not None else list(prof.seeds)
+seeds = list(seeds) if seeds is not None else list(study.seeds or prof.seeds)  # the study's own, else the profile's
 out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "03_data_size"
 report.run_banner(profile, seeds, device)
 

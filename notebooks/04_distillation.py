@@ -61,7 +61,7 @@ from lifestudy.profiles import get_profile
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | paper
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the profile's seeds for this study
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/04_distillation
 reuse_runs = False  # True: keep runs that already have a record instead of training again
@@ -69,7 +69,7 @@ reuse_runs = False  # True: keep runs that already have a record instead of trai
 # %%
 prof = get_profile(profile)
 study = prof.distillation
-seeds = list(seeds) if seeds is not None else list(prof.seeds)
+seeds = list(seeds) if seeds is not None else list(study.seeds or prof.seeds)  # the study's own, else the profile's
 out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "04_distillation"
 report.run_banner(profile, seeds, device)
 

@@ -75,9 +75,10 @@ reuse_runs = False  # True: keep runs that already have a record instead of trai
 prof = get_profile(profile)
 study = prof.detection
 seeds = list(seeds) if seeds is not None else list(prof.seeds)
-# The smoke profile draws few scenes (seconds, not minutes); other profiles use the
-# task's numbers of canvases.
-scene_canvases = scene_canvases or {"smoke": (32, 16)}.get(profile)
+# Unless the profile sets the number of generated scenes, the smoke profile draws few
+# (seconds, not minutes); other profiles use the dataset's default.
+if scene_canvases is None and "train_length" not in prof.settings_for(study.dataset).options:
+    scene_canvases = {"smoke": (32, 16)}.get(profile)
 scene_options = (
     {"train_length": scene_canvases[0], "test_length": scene_canvases[1]} if scene_canvases else {}
 )

@@ -122,7 +122,7 @@ plt.show()
 # %%
 bench_plan = {  # (input sides, batch size, timed repeats) per profile
     "smoke": ([32, 64], 8, 1),
-    "cpu": ([32, 64, 96], 32, 3),
+    "cpu": ([32, 64], 32, 3),
     "paper": ([32, 64, 128, 224], 64, 5),
 }[profile]
 rows = []

@@ -123,12 +123,12 @@ table
 # %% [markdown]
 # ## Time spent
 #
-# Training wall time per chapter, summed over its runs.
+# Records per chapter and the wall time their runs recorded (training, benchmarks).
 
 # %%
-spent = table.groupby("chapter")["wall time (s)"].agg(["count", "sum"]).rename(
-    columns={"count": "records", "sum": "training wall time (s)"})
-spent
+spent = table.groupby("chapter").agg(
+    records=("kind", "size"), **{"recorded wall time (s)": ("wall time (s)", "sum")})
+spent.round(1)
 
 # %% [markdown]
 # ## The profiles
@@ -202,7 +202,7 @@ pd.Series(env, name="value").to_frame()
 commits = sorted({c for c in table["git commit"].dropna() if c})
 report.summary([
     f"{len(table)} records under {runs_root} (profile {profile}), from {table['chapter'].nunique()} chapters.",
-    f"Training wall time in total: {table['wall time (s)'].fillna(0).sum() / 60:.1f} minutes.",
+    f"Recorded wall time of the runs in total: {table['wall time (s)'].fillna(0).sum() / 60:.1f} minutes.",
     f"Code versions: {', '.join(commits) if commits else 'not a git checkout'}; "
     f"{int(table['dirty'].fillna(False).astype(bool).sum())} records from a tree with uncommitted changes.",
 ])

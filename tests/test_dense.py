@@ -136,6 +136,9 @@ def test_difficult_objects_are_neither_missed_nor_hits():
     both = {"boxes": target["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([0, 0])}
     assert detection_counts(only_easy, target) == (1, 0, 0)
     assert detection_counts(both, target) == (1, 0, 0)
+    metric = DetectionMetrics(num_classes=1)
+    metric.update([only_easy], [target])
+    assert metric.compute()["map_50"] == pytest.approx(100.0)  # the difficult miss costs nothing
 
 
 def test_segmentation_metrics_known_answer_and_ignore():

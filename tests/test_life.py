@@ -281,3 +281,16 @@ def test_apply_life_rejects_patch_dropout_and_double_conversion():
 
 def test_package_exports():
     assert lifestudy.LIFE is LIFE and lifestudy.apply_life is apply_life
+
+
+def test_swinv2_on_a_timm_that_bypasses_qkv_is_refused(monkeypatch):
+    """timm < 1.0.9 applies SwinV2's q/v bias through qkv.weight and never calls the module."""
+    from timm.models.swin_transformer_v2 import SwinTransformerV2
+
+    import lifestudy.life as life
+
+    model = SwinTransformerV2(img_size=16, patch_size=2, window_size=4, embed_dim=12, depths=(1,), num_heads=(3,))
+    assert life._swin_calls_qkv_module(model.layers[0].blocks[0].attn)  # this timm calls it
+    monkeypatch.setattr(life, "_swin_calls_qkv_module", lambda attn: False)
+    with pytest.raises(UnsupportedModelError, match="timm >= 1.0.9"):
+        apply_life(model)

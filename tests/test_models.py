@@ -105,10 +105,10 @@ def test_t2t_vit_12_is_a_timm_vit_with_t2t_tokens():
 
 @pytest.mark.parametrize(
     "name,size", [("deit_tiny_patch16_224_life", 224), ("deit_tiny_distilled_patch16_224_life", 224),
-                  ("swinv2_tiny_window8_256_life", 256)],
+                  ("swinv2_tiny_window8_256_life", 128)],
 )
 def test_paper_size_twins_build_and_run(name, size):
-    model = timm.create_model(name, num_classes=10).eval()
+    model = timm.create_model(name, num_classes=10, img_size=size).eval()
     assert isinstance(life_modules(model)[0], LIFE)
     with torch.no_grad():
         assert model(torch.randn(1, 3, size, size)).shape == (1, 10)

@@ -25,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--modes", nargs="+", default=["train", "infer"], choices=["train", "infer"])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timed samples per model and mode")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default 1 on CPU, 5 on CUDA)")
     parser.add_argument("--steps", type=int, default=None, help="steps per sample (default 1 on CPU, 10 on CUDA)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall-clock time, or process CPU time (steadier on a shared CPU machine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the JSON record here")
 
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(
         models=list(args.models), img_size=tuple(args.img_size), batch_size=args.batch_size,
         num_classes=args.num_classes, device=args.device, threads=args.threads, amp=args.amp,
-        modes=tuple(args.modes), repeats=args.repeats, warmup=args.warmup, steps=args.steps, seed=args.seed,
+        modes=tuple(args.modes), repeats=args.repeats, warmup=args.warmup, steps=args.steps,
+        clock=args.clock, seed=args.seed,
     )
     record = bench(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(record))

@@ -17,8 +17,8 @@ exactly the weights and metrics of an uninterrupted run on CPU, because:
 - the per-epoch metrics live in the checkpoint too, and ``metrics.csv`` is rewritten
   from them, so it never holds an epoch the checkpoint does not.
 
-The rule that keeps it exact: ``num_workers=0`` or non-persistent workers (the CPU
-default). CUDA kernels are not bit-reproducible, so GPU runs resume to the same
+The rules that keep it exact: ``num_workers=0`` or non-persistent workers (the CPU
+default), and the same number of torch threads (it changes the order of float sums). CUDA kernels are not bit-reproducible, so GPU runs resume to the same
 schedule and data order, not to the same bits.
 """
 
@@ -218,6 +218,9 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
         )
     loader_gen = torch.Generator()
     cuda = device.type == "cuda"
+    if cuda:  # TF32 for what bf16 autocast leaves in fp32 (timm's train.py does the same)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     workers = cfg.num_workers
     train_loader = DataLoader(
         train_ds,
@@ -280,7 +283,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if cuda else None,
-            find_unused_parameters=getattr(task, "find_unused_parameters", False),
+            find_unused_parameters=task.find_unused_parameters,
         )
     if cfg.compile:
         train_model = torch.compile(train_model)

@@ -58,6 +58,8 @@ class Task:
             evaluation set per process (its metrics synchronise across processes, as
             torchmetrics metrics do). ``False`` (the safe default): under torchrun,
             rank 0 evaluates the whole set while the other ranks wait.
+        find_unused_parameters: passed to DistributedDataParallel (``True`` when some
+            parameters get no gradient in a step).
     """
 
     name: str = ""
@@ -65,6 +67,7 @@ class Task:
     higher_is_better: bool = True
     collate_fn: Callable | None = None
     shard_eval: bool = False
+    find_unused_parameters: bool = False
 
     # ---- what the task builds --------------------------------------------------
     def build_model(self, cfg, spec) -> nn.Module:
