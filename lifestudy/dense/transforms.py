@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["dense_transform", "collate_dense", "scene_options", "SCENE_CANVASES"]
+__all__ = ["dense_transform", "collate_dense", "scene_options", "build_dense_datasets", "SCENE_CANVASES"]
 
 #: Generated canvases (train, test) per profile when a run does not set them; profiles not
 #: listed use the scenes' own defaults (2,000 / 500). Sized from measured throughput: see
@@ -80,3 +80,21 @@ def scene_options(data: str, img_size: tuple[int, int], options: dict[str, Any],
         if length is not None:
             out["length"] = int(length)
     return out
+
+
+def build_dense_datasets(cfg, spec) -> tuple:
+    """The (train, test) datasets of a detection or segmentation run, with the transforms
+    that keep boxes and masks aligned with the image (generated scenes are drawn at the
+    run's size; other datasets are resized to it)."""
+    from lifestudy.data import build_dataset
+
+    options = cfg.options or {}
+    hflip = float(cfg.recipe.get("hflip", 0.5))
+    out = []
+    for split in ("train", "test"):
+        tf = dense_transform(spec, cfg.img_size, train=split == "train", hflip=hflip,
+                             resize=not cfg.data.startswith("scenes"))
+        out.append(build_dataset(cfg.data, split, root=cfg.root, transform=tf,
+                                 subset_per_class=cfg.subset if split == "train" else None, seed=cfg.seed,
+                                 **scene_options(cfg.data, cfg.img_size, options, split, cfg.profile)))
+    return tuple(out)

@@ -21,7 +21,7 @@ from torch import nn
 
 from lifestudy.dense import DetectionMetrics, DetrHeadConfig, SetCriterion, build_detector, normalize_boxes, postprocess
 from lifestudy.dense.backbone import patch_grid
-from lifestudy.dense.transforms import collate_dense, dense_transform, scene_options
+from lifestudy.dense.transforms import build_dense_datasets, collate_dense
 from lifestudy.errors import ConfigError
 from lifestudy.tasks import register_task
 from lifestudy.tasks.base import Task
@@ -74,18 +74,7 @@ class Detection(Task):
         return model
 
     def build_datasets(self, cfg, spec):
-        from lifestudy.data import build_dataset
-
-        options = cfg.options or {}
-        scenes = cfg.data.startswith("scenes")
-        hflip = float(cfg.recipe.get("hflip", 0.5))
-        out = []
-        for split in ("train", "test"):
-            tf = dense_transform(spec, cfg.img_size, train=split == "train", hflip=hflip, resize=not scenes)
-            out.append(build_dataset(cfg.data, split, root=cfg.root, transform=tf,
-                                     subset_per_class=cfg.subset if split == "train" else None,
-                                     seed=cfg.seed, **scene_options(cfg.data, cfg.img_size, options, split, cfg.profile)))
-        return tuple(out)
+        return build_dense_datasets(cfg, spec)
 
     def prepare(self, model, cfg, spec, device) -> None:
         self.criterion = SetCriterion(spec.num_classes).to(device)
