@@ -83,7 +83,8 @@ book: $(INSTALLED) data $(EXECUTED)
 # One executed chapter: jupytext -> papermill (into a temporary file, renamed only on
 # success, so a failed chapter is never taken for a finished one).
 book/_executed/$(PROFILE)/%.ipynb: notebooks/%.py $(PACKAGE_SRC) $(BOOK_SETTINGS) | $(INSTALLED)
-	@mkdir -p $(@D) $(RUNS_DIR)/$*
+	@# A re-executed chapter re-runs everything it trains: its old runs go first.
+	@rm -rf $(RUNS_DIR)/$* && mkdir -p $(@D) $(RUNS_DIR)/$*
 	@echo ">>> [book $(PROFILE)] executing $< (runs in $(RUNS_DIR)/$*)"
 	@start=$$(date +%s); \
 	$(PY) -m jupytext --quiet --to ipynb --output $@.src.ipynb $< \

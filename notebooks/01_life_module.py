@@ -238,6 +238,19 @@ table.round(2)
 # match to the second decimal, with and without LIFE. Where another row differs from the
 # paper (the `cpu` and `paper` profiles add Swinv2-T and T2T-ViT-12), the difference is
 # shown as counted, not adjusted; `lifestudy.complexity` documents the counting rules.
+# What we found behind those differences:
+#
+# - **Swinv2-T.** Our baseline is timm's model as counted by the same rules. LIFE adds a
+#   little less here than in the paper: timm's SwinV2 attention carries separate q and v
+#   biases, which LIFE's scale-1 projection takes over (one bias); the paper's step is
+#   what one gets by keeping both. Inside a shifted window, LIFE's convolutions see
+#   tokens across the cyclic-shift seam as neighbours (the attention mask hides them from
+#   attention, not from a convolution), as any conv-in-window design does.
+# - **T2T-ViT-12.** The paper's baseline GMACs equal our count *without* the products
+#   inside the tokens-to-token Performer layers; we count them. The paper's T2T-ViT-12
+#   with LIFE is *smaller* than its baseline, which putting LIFE in place of each block's
+#   `qkv` cannot give (it only adds parameters), so the paper's T2T variant must be built
+#   differently from what its text describes; we do not reproduce that row.
 
 # %% [markdown]
 # ## Where and why we differ from the official code
