@@ -30,6 +30,7 @@ import timm  # noqa: E402
 import lifestudy  # noqa: E402,F401
 from lifestudy import records  # noqa: E402
 from lifestudy.life import LIFE  # noqa: E402
+from benchmarks.life_layout import _conv_channels_last, _streams  # noqa: E402
 
 
 
@@ -71,33 +72,8 @@ class _CatContiguousGrad(torch.autograd.Function):
 
 def forward_contiguous_grads(self, x, grid_size=None):
     """LIFE.forward with the q|k|v concatenations through :class:`_CatContiguousGrad`."""
-    B, N, C = x.shape
-    gh, gw = self._grid(N, grid_size)
-    P = self.num_prefix_tokens
-    prefix, patches = x.split([P, N - P], dim=1) if P else (None, x)
-    y = self.proj(patches)
-    scales = [y]
-    for dw, pw in zip(self.dw, self.pw):
-        image = y.view(B, gh, gw, -1).permute(0, 3, 1, 2)
-        y = pw(dw(image).permute(0, 2, 3, 1).reshape(B, gh * gw, -1))
-        scales.append(y)
-    qkv = _CatContiguousGrad.apply(*[s.view(B, N - P, 3, -1) for s in scales])
-    if P:
-        a = self.proj(prefix)
-        pre = [a]
-        for pw in self.pw:
-            a = pw(a)
-            pre.append(a)
-        qkv = torch.cat([_CatContiguousGrad.apply(*[s.view(B, P, 3, -1) for s in pre]), qkv], dim=1)
-    return self.norm(qkv).view(B, N, 3 * C)
-
-
-def set_layout(model: torch.nn.Module, layout: str) -> None:
-    for m in model.modules():
-        if isinstance(m, LIFE):
-            for i, dw in enumerate(m.dw):
-                conv = dw.conv if isinstance(dw, DepthwiseLayout) else dw
-                m.dw[i] = DepthwiseLayout(conv, layout)
+    gh, gw = self._grid(x.shape[1], grid_size)
+    return _streams(self, x, gh, gw, _conv_channels_last, cat=lambda parts: _CatContiguousGrad.apply(*parts))
 
 
 def step_rate(model, x, y, opt, steps: int, warmup: int) -> float:

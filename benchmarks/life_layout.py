@@ -65,7 +65,13 @@ def official(m: LIFE, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
     return torch.cat(parts, dim=2)
 
 
-def _streams(m, x, gh, gw, conv):
+def _cat(parts):
+    return torch.cat(parts, -1)
+
+
+def _streams(m, x, gh, gw, conv, cat=_cat):
+    """LIFE's arithmetic as two streams (patches, prefix tokens) with the depthwise conv layout
+    ``conv`` and the q|k|v concatenation ``cat`` swappable."""
     B, N, C = x.shape
     P = m.num_prefix_tokens
     prefix, patches = x.split([P, N - P], dim=1)
@@ -74,15 +80,20 @@ def _streams(m, x, gh, gw, conv):
     for dw, pw in zip(m.dw, m.pw):
         y = pw(conv(dw, y, B, gh, gw))
         pat.append(y)
-    qkv = torch.cat([s.view(B, N - P, 3, -1) for s in pat], -1)
+    qkv = cat([s.view(B, N - P, 3, -1) for s in pat])
     if P:
         a = m.proj(prefix)
         pre = [a]
         for pw in m.pw:
             a = pw(a)
             pre.append(a)
-        qkv = torch.cat([torch.cat([s.view(B, P, 3, -1) for s in pre], -1), qkv], 1)
+        qkv = torch.cat([cat([s.view(B, P, 3, -1) for s in pre]), qkv], 1)
     return qkv.view(B, N, 3 * C)
+
+
+def _conv_channels_last(dw, y, B, gh, gw):
+    """What LIFE does: the tokens viewed as a channels-last image, no copy."""
+    return dw(y.view(B, gh, gw, -1).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(B, gh * gw, -1)
 
 
 def _conv_nchw(dw, y, B, gh, gw):

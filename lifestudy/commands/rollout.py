@@ -15,8 +15,6 @@ class map against the ground truth when the dataset has masks, and provenance). 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from lifestudy.errors import ConfigError
@@ -60,15 +58,10 @@ def _methods(choice: str | None, task: str) -> list[str] | None:
 
 def _save_figure(fig, out: Path) -> None:
     """Save to a temp file beside ``out`` and rename it over ``out`` (never half a figure)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from lifestudy.records import atomic_write
+
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format=out.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
 
 
 def run(args: argparse.Namespace) -> int:

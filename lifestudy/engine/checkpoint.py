@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from lifestudy.errors import ConfigError
+from lifestudy.records import atomic_write
 
 __all__ = [
     "CHECKPOINT",
@@ -45,28 +45,11 @@ def checkpoint_path(run: str | os.PathLike) -> Path:
     return run if run.is_file() else run / CHECKPOINT
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """``torch.save`` to a temp file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
+    return Path(path)
 
 
 def load_checkpoint(run: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
