@@ -11,7 +11,10 @@ depthwise convs and the grouping of matmuls differ:
 - ``pw_all_tokens``: channels-last depthwise convs, but the prefix tokens are concatenated back
   in front of the patch tokens before every pointwise matmul (one matmul over all tokens);
 - ``lifestudy``: what :class:`LIFE` does (two streams split once, the patch stream a
-  channels-last image throughout, one concatenation per stream);
+  channels-last image throughout, one concatenation per stream, and the depthwise backward
+  pass of :class:`lifestudy.life.DepthwiseConv2d`);
+- ``native_dw``: as ``lifestudy`` but with PyTorch's own depthwise backward pass (oneDNN's
+  generic grouped kernel for the 5x5 weight gradient; what ``DepthwiseConv2d`` goes around);
 - ``pw_only`` / ``no_5x5``: lower bounds: LIFE's three cascaded matmuls alone, and LIFE with
   the 5x5 depthwise conv replaced by a 3x3 one (not LIFE; it isolates the cost of the 5x5).
 
@@ -96,6 +99,13 @@ def _conv_channels_last(dw, y, B, gh, gw):
     return dw(y.view(B, gh, gw, -1).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(B, gh * gw, -1)
 
 
+def _conv_native(dw, y, B, gh, gw):
+    """As :func:`_conv_channels_last`, through ``F.conv2d``'s own backward pass."""
+    img = y.view(B, gh, gw, -1).permute(0, 3, 1, 2)
+    out = F.conv2d(img, dw.weight, padding=dw.padding, groups=dw.groups)
+    return out.permute(0, 2, 3, 1).reshape(B, gh * gw, -1)
+
+
 def _conv_nchw(dw, y, B, gh, gw):
     img = y.transpose(1, 2).reshape(B, -1, gh, gw)  # a copy into NCHW
     return dw(img).flatten(2).transpose(1, 2)
@@ -109,6 +119,10 @@ def _conv_3x3_only(dw, y, B, gh, gw):
 
 def nchw(m, x, gh, gw):
     return _streams(m, x, gh, gw, _conv_nchw)
+
+
+def native_dw(m, x, gh, gw):
+    return _streams(m, x, gh, gw, _conv_native)
 
 
 def no_5x5(m, x, gh, gw):
@@ -142,10 +156,10 @@ def pw_only(m, x, gh, gw):
 
 
 VARIANTS = {
-    "official": official, "nchw": nchw, "pw_all_tokens": pw_all_tokens, "lifestudy": lifestudy_layout,
-    "pw_only": pw_only, "no_5x5": no_5x5,
+    "official": official, "nchw": nchw, "pw_all_tokens": pw_all_tokens, "native_dw": native_dw,
+    "lifestudy": lifestudy_layout, "pw_only": pw_only, "no_5x5": no_5x5,
 }
-EXACT = ("official", "nchw", "pw_all_tokens", "lifestudy")
+EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy")
 
 
 class _Layout(nn.Module):

@@ -41,7 +41,9 @@ Where we differ from the official code (and why):
   image the depthwise convs read and write without copies, the pointwise convs are matmuls over
   tokens, and each stream is concatenated once into the q|k|v layout (the official code slices
   and concatenates per part, and its NCHW convs are several times slower on CPU; see
-  ``benchmarks/life_layout.py``). The function computed is the same.
+  ``benchmarks/life_layout.py``); on CPU the depthwise convs' backward pass goes around
+  oneDNN's slow weight gradient for kernels wider than 3 (:class:`DepthwiseConv2d`). The
+  function computed is the same.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from lifestudy.errors import ConfigError, UnsupportedModelError
 
-__all__ = ["LIFE", "apply_life", "set_grid_size", "split_channels", "life_modules"]
+__all__ = ["LIFE", "DepthwiseConv2d", "apply_life", "set_grid_size", "split_channels", "life_modules"]
 
 
 def split_channels(dim: int, num_scales: int = 3) -> tuple[int, ...]:
@@ -64,6 +68,85 @@ def split_channels(dim: int, num_scales: int = 3) -> tuple[int, ...]:
     if base == 0:
         raise ConfigError(f"LIFE needs at least {num_scales} channels for {num_scales} scales, got dim={dim}")
     return tuple(base + (1 if s < extra else 0) for s in range(num_scales))
+
+
+class _DepthwiseConvCPU(torch.autograd.Function):
+    """A "same" depthwise conv (stride 1, odd kernel, zero padding k // 2) with a fast backward on CPU.
+
+    oneDNN's depthwise kernel computes weight gradients only for kernels at most 3 wide; for a
+    wider one PyTorch's CPU backend falls back to oneDNN's generic grouped convolution, which pads
+    each single-channel group to 16x16 channels: a 5x5 weight gradient over DeiT-T's 8x8 grid took
+    about 18x the time of a 3x3 one, and was most of LIFE's extra training time on CPU. Here
+
+    - the weight gradient is assembled from column strips at most 3 wide, each computed over the
+      input padded (``F.pad``; negative padding crops) so that the strip's taps line up, with
+      oneDNN's depthwise kernel;
+    - the input gradient is the forward conv of the output gradient with the flipped kernel
+      (true of any stride-1 "same" conv), which oneDNN runs faster than its backward-data pass
+      for a 5x5 kernel.
+
+    The forward pass is ``F.conv2d`` itself. ``benchmarks/life_layout.py`` times it.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, padding=padding, groups=x.shape[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        ph, pw = ctx.padding
+        C, kw = x.shape[1], weight.shape[-1]
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, weight.flip((-2, -1)), padding=(ph, pw), groups=C)
+        if ctx.needs_input_grad[1]:
+            strips, done = [], 0
+            for start in sorted({min(t, kw - 3) for t in range(0, kw, 3)}):
+                # taps start..start+2 of a kernel row read input columns (output column + tap - pw)
+                left = pw - start
+                g = torch.ops.aten.convolution_backward(
+                    grad, F.pad(x, (left, 2 - left)), weight[..., start:start + 3], None,
+                    (1, 1), (ph, 0), (1, 1), False, (0, 0), C, (False, True, False),
+                )[1]
+                strips.append(g[..., done - start:])  # the last strip may overlap the one before
+                done = start + 3
+            grad_w = torch.cat(strips, dim=-1)
+        return grad_x, grad_w, None
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels, bias=False)``.
+
+    The same module, parameters and function; only on CPU, when a gradient is needed for a kernel
+    wider than 3, the backward pass goes around a slow oneDNN path (see ``_DepthwiseConvCPU``;
+    ``benchmarks/life_layout.py`` measures it). Traced, scripted and compiled code, and every other
+    device, take ``nn.Conv2d.forward`` as it is.
+    """
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(
+                f"DepthwiseConv2d needs an odd kernel size (zero padding keeps the grid), got {kernel_size}"
+            )
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            self.kernel_size[1] > 3
+            and x.device.type == "cpu"
+            and x.dtype == self.weight.dtype
+            and torch.is_grad_enabled()
+            and (x.requires_grad or self.weight.requires_grad)
+            and not torch.jit.is_tracing()
+            and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling()
+        ):
+            return _DepthwiseConvCPU.apply(x, self.weight, self.padding)
+        return super().forward(x)
 
 
 class LIFE(nn.Module):
@@ -104,10 +187,7 @@ class LIFE(nn.Module):
         self.grid_size = tuple(grid_size) if grid_size is not None else None
         widths = [3 * c for c in self.scale_dims]  # each scale emits [q_s | k_s | v_s]
         self.proj = nn.Linear(dim, widths[0], bias=bias)
-        self.dw = nn.ModuleList(
-            nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False)
-            for c_in, k in zip(widths[:-1], kernel_sizes)
-        )
+        self.dw = nn.ModuleList(DepthwiseConv2d(c_in, k) for c_in, k in zip(widths[:-1], kernel_sizes))
         self.pw = nn.ModuleList(nn.Linear(c_in, c_out, bias=False) for c_in, c_out in zip(widths[:-1], widths[1:]))
         self.norm = nn.LayerNorm(dim) if qkv_norm else nn.Identity()
         self.reset_parameters()

@@ -275,9 +275,10 @@ table.round(2)
 #   treats all of Q, K and V alike, so every token's K is $[k_1 \,\|\, k_2 \,\|\, k_3]$
 #   here.
 #
-# The arithmetic is also laid out differently for speed (one matrix product per scale
-# over all tokens, channels-last depthwise convolutions); the function computed is the
-# paper's.
+# The arithmetic is also laid out differently for speed (prefix and patch tokens split
+# once into two streams, one matrix product per scale and stream, channels-last depthwise
+# convolutions read straight from the tokens, and on CPU a backward pass for the 5x5
+# convolution that avoids a slow oneDNN path); the function computed is the paper's.
 
 # %% [markdown]
 # ## Summary

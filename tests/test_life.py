@@ -12,7 +12,7 @@ from torch import nn
 
 import lifestudy
 from lifestudy.errors import ConfigError, LifestudyError, UnsupportedModelError
-from lifestudy.life import LIFE, apply_life, life_modules, set_grid_size, split_channels
+from lifestudy.life import LIFE, DepthwiseConv2d, apply_life, life_modules, set_grid_size, split_channels
 
 
 def reference_life(m: LIFE, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
@@ -150,6 +150,44 @@ def test_gradcheck():
     m = _life(6, 1, (2, 3))
     x = torch.randn(1, 7, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: m(t), (x,))
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 9])
+@pytest.mark.parametrize("grid", [(8, 8), (5, 7), (2, 3)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_depthwise_conv_gradients_match_pytorch(k, grid, channels_last):
+    """LIFE's depthwise conv computes nn.Conv2d's function and gradients; kernels wider than 3
+    take its own CPU backward pass (weight gradient in column strips, input gradient by the
+    flipped kernel), which must agree with PyTorch's."""
+    torch.manual_seed(k)
+    conv = DepthwiseConv2d(12, k)
+    x = torch.randn(3, 12, *grid)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out = conv(x)
+    assert (k > 3) == ("DepthwiseConvCPU" in type(out.grad_fn).__name__)
+    ref = F.conv2d(x, conv.weight, padding=k // 2, groups=12)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, (x, conv.weight), g)
+    want = torch.autograd.grad(ref, (x, conv.weight), g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # only the weight, or only the input, needing a gradient
+    conv.weight.requires_grad_(False)
+    (gx,) = torch.autograd.grad(conv(x), x, g)
+    torch.testing.assert_close(gx, want[0], rtol=1e-4, atol=1e-5)
+
+
+def test_depthwise_conv_is_an_nn_conv2d_and_needs_an_odd_kernel():
+    conv = DepthwiseConv2d(6, 5)
+    assert isinstance(conv, nn.Conv2d) and conv.groups == 6 and conv.padding == (2, 2) and conv.bias is None
+    assert list(conv.state_dict()) == ["weight"]
+    with torch.no_grad():  # no gradient needed: nn.Conv2d's own forward
+        assert conv(torch.randn(1, 6, 4, 4)).grad_fn is None
+    with pytest.raises(ConfigError, match="odd kernel"):
+        DepthwiseConv2d(6, 4)
 
 
 def test_qkv_norm_normalises_q_k_v_separately():
