@@ -12,11 +12,12 @@ What is measured:
 - ``train``: images/s of a full optimisation step (forward, cross-entropy, backward, AdamW
   step) on random data of the given size; ``infer``: images/s of an eval-mode forward under
   ``torch.inference_mode``. On CUDA every timed block ends with a synchronisation.
+  ``compile=True`` times both models under ``torch.compile`` (compiled in the warm-up steps).
 - memory: ``activation_mb`` is the size of the tensors autograd keeps for backward in one
   training forward pass (unique storages, parameters excluded; counted with
-  ``torch.autograd.graph.saved_tensors_hooks``) — exact and device-independent, and the part
-  of training memory that LIFE changes. On CUDA also ``peak_train_mb`` / ``peak_infer_mb``:
-  ``torch.cuda.max_memory_allocated`` over a step. (On CPU there is no allocator peak to read:
+  ``torch.autograd.graph.saved_tensors_hooks``, in eager mode) — exact and device-independent,
+  and the part of training memory that LIFE changes. On CUDA also ``peak_train_mb`` /
+  ``peak_infer_mb``: ``torch.cuda.max_memory_allocated`` over a step. (On CPU there is no allocator peak to read:
   the process RSS keeps freed memory, so it is not reported.)
 
 The record (``kind: "bench"``) is written with :func:`lifestudy.records.write_json_atomic`.
@@ -55,6 +56,7 @@ class BenchConfig:
     warmup: int | None = None  # untimed steps per model and mode (None: 1 on CPU, 5 on CUDA)
     steps: int | None = None  # steps per timed sample (None: 1 on CPU, 10 on CUDA)
     clock: str = "wall"  # "wall", or "cpu": process CPU time (CPU only; steadier on a shared machine)
+    compile: bool = False  # time both models under torch.compile (the warm-up steps compile)
     seed: int = 0
 
 
@@ -116,6 +118,7 @@ class _Runner:
         self.name = name
         self.dev = dev
         self.model = timm.create_model(name, num_classes=cfg.num_classes, img_size=tuple(cfg.img_size)).to(dev)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         g = torch.Generator().manual_seed(cfg.seed)
         self.x = torch.randn(cfg.batch_size, 3, *cfg.img_size, generator=g).to(dev)
@@ -126,7 +129,7 @@ class _Runner:
     def train(self) -> None:
         self.model.train()
         with self.autocast():
-            out = self.model(self.x)
+            out = self.forward(self.x)
             out = out[0] if isinstance(out, tuple) else out
             loss = F.cross_entropy(out.float(), self.y)
         self.opt.zero_grad(set_to_none=True)
@@ -136,7 +139,7 @@ class _Runner:
     def infer(self) -> None:
         self.model.eval()
         with torch.inference_mode(), self.autocast():
-            self.model(self.x)
+            self.forward(self.x)
 
     def memory(self) -> dict[str, float]:
         self.model.train()

@@ -123,8 +123,9 @@ class DepthwiseConv2d(nn.Conv2d):
 
     The same module, parameters and function; only on CPU, when a gradient is needed for a kernel
     wider than 3, the backward pass goes around a slow oneDNN path (see ``_DepthwiseConvCPU``;
-    ``benchmarks/life_layout.py`` measures it). Traced, scripted and compiled code, and every other
-    device, take ``nn.Conv2d.forward`` as it is.
+    ``benchmarks/life_layout.py`` measures it). ``torch.compile`` traces that backward too (without a
+    graph break); ``torch.jit`` tracing and scripting (fvcore's MAC counts), and every other device,
+    take ``nn.Conv2d.forward`` as it is.
     """
 
     def __init__(self, channels: int, kernel_size: int) -> None:
@@ -143,7 +144,6 @@ class DepthwiseConv2d(nn.Conv2d):
             and (x.requires_grad or self.weight.requires_grad)
             and not torch.jit.is_tracing()
             and not torch.jit.is_scripting()
-            and not torch.compiler.is_compiling()
         ):
             return _DepthwiseConvCPU.apply(x, self.weight, self.padding)
         return super().forward(x)

@@ -47,6 +47,22 @@ def test_cli_writes_the_record(tmp_path, capsys):
     assert "deit_test_patch4_32_life" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_compile_times_both_models_compiled(tmp_path):
+    """``--compile`` really hands both models to torch.compile (one graph each at least)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--models", "deit_test_patch4_32", "--batch-size", "2", "--repeats", "1",
+               "--modes", "train", "--threads", "1", "--compile", "--out", str(out)])
+    assert rc == 0
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2
+    rec = json.loads(out.read_text())
+    assert rec["config"]["compile"] is True and rec["results"][0]["train"]["ratio"] > 0
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize(
     "kw,match", [({"models": ["resnet18"]}, "no LIFE twin"), ({"device": "tpu"}, "cpu or cuda"),
                  ({"modes": ("fly",)}, "unknown bench mode")],

@@ -180,6 +180,23 @@ def test_depthwise_conv_gradients_match_pytorch(k, grid, channels_last):
     torch.testing.assert_close(gx, want[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_compiled_life_has_eager_gradients():
+    """torch.compile traces the CPU depthwise backward (no graph break) and computes the same."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    m = LIFE(24, num_prefix_tokens=1, grid_size=(4, 5))
+    x = torch.randn(2, 21, 24, requires_grad=True)
+    g = torch.randn(2, 21, 72)
+    want = torch.autograd.grad(m(x), [x, *m.parameters()], g)
+    got = torch.autograd.grad(torch.compile(m, fullgraph=True)(x), [x, *m.parameters()], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()
+
+
 def test_depthwise_conv_is_an_nn_conv2d_and_needs_an_odd_kernel():
     conv = DepthwiseConv2d(6, 5)
     assert isinstance(conv, nn.Conv2d) and conv.groups == 6 and conv.padding == (2, 2) and conv.bias is None

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per sample (default 1 on CPU, 10 on CUDA)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall-clock time, or process CPU time (steadier on a shared CPU machine)")
+    parser.add_argument("--compile", action="store_true",
+                        help="time both models under torch.compile (compiled in the warm-up steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the JSON record here")
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         models=list(args.models), img_size=tuple(args.img_size), batch_size=args.batch_size,
         num_classes=args.num_classes, device=args.device, threads=args.threads, amp=args.amp,
         modes=tuple(args.modes), repeats=args.repeats, warmup=args.warmup, steps=args.steps,
-        clock=args.clock, seed=args.seed,
+        clock=args.clock, compile=args.compile, seed=args.seed,
     )
     record = bench(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(record))
