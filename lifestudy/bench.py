@@ -17,8 +17,8 @@ What is measured:
   training forward pass (unique storages, parameters excluded; counted with
   ``torch.autograd.graph.saved_tensors_hooks``, in eager mode) — exact and device-independent,
   and the part of training memory that LIFE changes. On CUDA also ``peak_train_mb`` /
-  ``peak_infer_mb``: ``torch.cuda.max_memory_allocated`` over a step. (On CPU there is no allocator peak to read:
-  the process RSS keeps freed memory, so it is not reported.)
+  ``peak_infer_mb``: ``torch.cuda.max_memory_allocated`` over a step. (On CPU there is no
+  allocator peak to read: the process RSS keeps freed memory, so it is not reported.)
 
 The record (``kind: "bench"``) is written with :func:`lifestudy.records.write_json_atomic`.
 """

@@ -81,14 +81,17 @@ def mean_std(df, by: Sequence[str] | str, values: Sequence[str] | str):
 
 
 def format_mean_std(stats, digits: int = 2):
-    """Turn :func:`mean_std`'s output into strings ``"mean ± std"`` per value, plus a seeds column."""
+    """Turn :func:`mean_std`'s output into strings ``"mean ± std"`` per value, plus a seeds column.
+
+    A group of one seed shows its value alone (it has no spread to show)."""
     import pandas as pd
 
     values = list(dict.fromkeys(stats.columns.get_level_values(0)))
     table = pd.DataFrame(index=stats.index)
     for v in values:
-        mean, std = stats[(v, "mean")], stats[(v, "std")]
-        table[v] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, std)]
+        mean, std, count = stats[(v, "mean")], stats[(v, "std")], stats[(v, "count")]
+        table[v] = [f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
+                    for m, s, n in zip(mean, std, count)]
     table["seeds"] = stats[(values[0], "count")].astype(int)
     return table
 

@@ -147,6 +147,7 @@ def test_mean_std_over_seeds_and_formatting():
     assert stats.loc["b", ("top1", "std")] == 0.0  # one seed: no spread, not NaN
     table = report.format_mean_std(stats)
     assert table.loc["a", "top1"] == "2.00 ± 1.00" and table.loc["a", "seeds"] == 3
+    assert table.loc["b", "top1"] == "5.00" and table.loc["b", "seeds"] == 1  # no "± 0.00"
 
 
 def test_paper_columns_are_labelled_and_never_mixed_with_ours():
