@@ -159,6 +159,10 @@ class Profile:
         """The recipe with ``dataset``'s changes applied."""
         return self.recipe.replace(**self.settings_for(dataset).recipe)
 
+    def seeds_for(self, study) -> list[int]:
+        """The seeds a chapter's ``study`` runs: its own, when it names them, else the profile's."""
+        return list(getattr(study, "seeds", None) or self.seeds)
+
 
 # ---------------------------------------------------------------------------------------
 SMOKE = Profile(

@@ -69,7 +69,7 @@ reuse_runs = False  # True: keep runs that already have a record instead of trai
 # %%
 prof = get_profile(profile)
 study = prof.distillation
-seeds = list(seeds) if seeds is not None else list(study.seeds or prof.seeds)  # the study's own, else the profile's
+seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
 out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "04_distillation"
 report.run_banner(profile, seeds, device)
 

@@ -73,7 +73,7 @@ reuse_runs = False  # True: keep runs that already have a record instead of trai
 # %%
 prof = get_profile(profile)
 study = prof.segmentation
-seeds = list(seeds) if seeds is not None else list(study.seeds or prof.seeds)  # the study's own, else the profile's
+seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
 # Unless the profile sets the number of generated scenes, the smoke profile draws few
 # (seconds, not minutes); other profiles use the dataset's default.
 if scene_canvases is None and "train_length" not in prof.settings_for(study.dataset).options:
