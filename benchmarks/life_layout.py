@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import statistics
 import time
@@ -100,10 +101,8 @@ def _conv_channels_last(dw, y, B, gh, gw):
 
 
 def _conv_native(dw, y, B, gh, gw):
-    """As :func:`_conv_channels_last`, through ``F.conv2d``'s own backward pass."""
-    img = y.view(B, gh, gw, -1).permute(0, 3, 1, 2)
-    out = F.conv2d(img, dw.weight, padding=dw.padding, groups=dw.groups)
-    return out.permute(0, 2, 3, 1).reshape(B, gh * gw, -1)
+    """As :func:`_conv_channels_last`, through ``nn.Conv2d``'s own forward (and backward) pass."""
+    return _conv_channels_last(functools.partial(nn.Conv2d.forward, dw), y, B, gh, gw)
 
 
 def _conv_nchw(dw, y, B, gh, gw):

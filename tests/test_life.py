@@ -175,6 +175,8 @@ def test_depthwise_conv_gradients_match_pytorch(k, grid, channels_last):
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     # only the weight, or only the input, needing a gradient
+    (gw,) = torch.autograd.grad(conv(x.detach()), conv.weight, g)
+    torch.testing.assert_close(gw, want[1], rtol=1e-4, atol=1e-5)
     conv.weight.requires_grad_(False)
     (gx,) = torch.autograd.grad(conv(x), x, g)
     torch.testing.assert_close(gx, want[0], rtol=1e-4, atol=1e-5)

@@ -18,8 +18,9 @@ exactly the weights and metrics of an uninterrupted run on CPU, because:
   from them, so it never holds an epoch the checkpoint does not.
 
 The rules that keep it exact: ``num_workers=0`` or non-persistent workers (the CPU
-default), and the same number of torch threads (it changes the order of float sums). CUDA kernels are not bit-reproducible, so GPU runs resume to the same
-schedule and data order, not to the same bits.
+default), and the same number of torch threads (it changes the order of float sums).
+CUDA kernels are not bit-reproducible, so GPU runs resume to the same schedule and data
+order, not to the same bits.
 """
 
 from __future__ import annotations
