@@ -216,7 +216,7 @@ SMOKE = Profile(
 CPU = Profile(
     name="cpu",
     summary=(
-        "The default of `make book`: the whole study at small scale, about 40 minutes on "
+        "The default of `make book`: the whole study at small scale, budgeted at 40 minutes on "
         "2 CPU cores. Its numbers are real results of small models (DeiT-micro: embed 96, "
         "depth 6, 3 heads, patch 4 at 32x32) on small data, labelled as such; they are not "
         "the paper's numbers. One run: `lifestudy train --profile cpu --data digits "
