@@ -25,7 +25,7 @@ help:
 	@echo "make test            install if needed, run unit tests + smoke notebooks + smoke book build"
 	@echo "make book            reproduce the study (PROFILE=$(PROFILE); also smoke | paper) and build book/_build/html"
 	@echo "make data            fetch the datasets the default book needs"
-	@echo "make colab           regenerate notebooks/colab/*.ipynb (Colab copies) from notebooks/*.py"
+	@echo "make colab           rewrite the chapters' Colab set-up cells (repository.url of book/_config.yml) and notebooks/colab/*.ipynb"
 	@echo "make install         install the project and its extras (into .venv/ unless an env is active)"
 
 install: $(INSTALLED)
@@ -103,7 +103,7 @@ $(BOOK_SETTINGS): FORCE
 # The committed, output-free Colab copies of the chapters (the book's Colab buttons open
 # them; tests/test_book.py fails when they drift from notebooks/*.py).
 colab: $(COLAB_NOTEBOOKS)
-notebooks/colab/%.ipynb: notebooks/%.py book/tools/colab.py | $(INSTALLED)
+notebooks/colab/%.ipynb: notebooks/%.py book/tools/colab.py book/_config.yml | $(INSTALLED)
 	$(PY) book/tools/colab.py $<
 
 book-clean:
