@@ -207,7 +207,7 @@ def test_ema_is_kept_and_evaluated(tmp_path):
     "changes, match",
     [
         (dict(data="scenes-seg"), "pass --task segmentation"),
-        (dict(model="no_such_model"), "unknown model"),
+        (dict(model="no_such_model"), "must be a known timm model"),
         (dict(profile="huge"), "unknown profile"),
         (dict(recipe={"mixup_alpha": 1.0}), "unknown recipe field"),
         (dict(task="nonsense"), "unknown task"),
@@ -243,7 +243,7 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert "top1" in capsys.readouterr().out
     # Errors reach the user as one line, not a traceback.
     assert main(["train", "--data", "digits", "--model", "deit_test_patch4_32", "--out", str(out)]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a finished run" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
