@@ -144,6 +144,7 @@ def test_killed_cli_run_resumes_to_the_same_result(tmp_path):
     b = json.loads((tmp_path / "clean" / "record.json").read_text())["metrics"]
     assert {k: a[k] for k in RESULT_KEYS} == {k: b[k] for k in RESULT_KEYS}
     assert same_weights(killed, tmp_path / "clean")
+    assert not (killed / ".lock").exists()  # the killed run's lock was stale; the resumed run removed it
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

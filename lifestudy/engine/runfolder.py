@@ -48,19 +48,25 @@ RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "record.json")
 _EMPTY_LOCK_STALE_S = 10.0
 
 
-def folder_problem(path: str | os.PathLike | None, option: str = "--out") -> str | None:
-    """Why ``path`` cannot be written as a folder (one line ending in the fix), or None."""
+def folder_problem(path: str | os.PathLike | None, option: str = "--out", writable: bool = True) -> str | None:
+    """Why ``path`` cannot be (written as) a folder: one line ending in the fix, or None.
+
+    Args:
+        path: the folder (it may not exist yet).
+        option: the option that named it, for the message.
+        writable: also require that it can be created / written in.
+    """
     if path is None or os.fspath(path) == "":
         return None
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
-        return f"{option} {p} is a file, not a folder; pass {option} a folder path (a new one)"
+        return f"{option} {p} is a file, not a folder; pass {option} a folder"
     base = p
     while not base.exists() and base.parent != base:
         base = base.parent
     if not base.is_dir():
         return f"{option} {p}: {base} is a file, not a folder; pass {option} a path that is not under a file"
-    if not os.access(base, os.W_OK | os.X_OK):
+    if writable and not os.access(base, os.W_OK | os.X_OK):
         return f"{option} {p}: cannot write in {base} (read-only for this user); pass {option} a folder you can write to"
     return None
 

@@ -84,6 +84,11 @@ class Task:
         """``(train_ds, eval_ds)`` with the task's training and evaluation transforms."""
         raise NotImplementedError
 
+    def build_eval_dataset(self, cfg, spec) -> torch.utils.data.Dataset:
+        """The evaluation dataset alone (``lifestudy eval``); override to skip building the
+        training split."""
+        return self.build_datasets(cfg, spec)[1]
+
     def prepare(self, model: nn.Module, cfg, spec, device: torch.device) -> None:
         """Called once before training, with the model already on ``device`` (not yet
         wrapped in DDP): build loss functions, batch-level augmentation, a teacher..."""
