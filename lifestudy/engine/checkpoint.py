@@ -229,9 +229,9 @@ def resume_point(cfg):
         ckpt = load_checkpoint(path)
         saved, start_epoch, where = ckpt["config"], int(ckpt["epoch"]), path
     elif (out / "record.json").exists() or (out / "metrics.csv").exists():
+        what = "a finished run (record.json)" if (out / "record.json").exists() else "metrics.csv"
         raise ConfigError(
-            f"cannot resume {out}: it holds {'a finished run (record.json)' if (out / 'record.json').exists() else 'metrics.csv'} "
-            f"but no {CHECKPOINT} to continue from; choose a new --out folder"
+            f"cannot resume {out}: it holds {what} but no {CHECKPOINT} to continue from; choose a new --out folder"
         )
     elif (out / "config.json").exists():  # killed before its first checkpoint: start again, same settings
         ckpt, saved, start_epoch, where = None, read_json(out / "config.json"), 0, out / "config.json"

@@ -454,7 +454,8 @@ def resolve(cfg: TrainConfig, spec=None, world_size: int = 1) -> TrainConfig:
         spec: the dataset's ``DatasetSpec`` (for its input size); looked up when None.
         world_size: processes sharing the global batch (torchrun).
     """
-    if cfg.resolved:
+    if cfg.resolved:  # resolved elsewhere (or loaded): the same checks
+        _raise_problems(config_problems(cfg, world_size))
         return cfg
     if not cfg.out:
         raise ConfigError("a run needs an output folder: pass --out DIR (TrainConfig(out=...))")

@@ -26,6 +26,7 @@ order, not to the same bits.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import random
@@ -43,8 +44,8 @@ from lifestudy.engine.checkpoint import (
     CHECKPOINT, epoch_settings, resume_point, rng_state, save_checkpoint, set_rng_state,
 )
 from lifestudy.engine.config import TrainConfig, check_batch_fits, resolve
-from lifestudy.engine.runfolder import claim
 from lifestudy.engine.distributed import Dist, setup, teardown
+from lifestudy.engine.runfolder import claim
 from lifestudy.errors import ConfigError, LifestudyError
 
 __all__ = ["train", "TrainingDivergedError", "ShardSampler", "seed_everything", "RECORD", "METRICS_CSV"]
@@ -130,13 +131,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     writes the files and every rank returns the same record.
 
     Raises:
-        ConfigError: bad options, or ``cfg.out`` already holds a run and ``resume`` is off.
+        ConfigError: bad options (all of them, one line), ``cfg.out`` in use by another run
+            or holding a run while ``resume`` is off, or a resume whose settings differ.
         TrainingDivergedError: the loss became NaN/inf (the message names epoch and step).
     """
     d = setup(cfg.device)
     try:
         # Every setting checked before anything is built; one writer per run folder.
-        cfg = resolve(_with_device_type(cfg, d), world_size=d.world_size)
+        cfg = resolve(dataclasses.replace(cfg, device_type=d.device.type), world_size=d.world_size)
         with claim(cfg.out, cfg.resume, d):
             return _train(cfg, d)
     finally:
@@ -424,13 +426,6 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
         records.write_json_atomic(out / RECORD, record)
     d.barrier()
     return record
-
-
-def _with_device_type(cfg: TrainConfig, d: Dist) -> TrainConfig:
-    """``cfg`` with the kind of device this process computes on (resume compares it)."""
-    import dataclasses
-
-    return cfg if cfg.resolved else dataclasses.replace(cfg, device_type=d.device.type)
 
 
 def _diverged(cfg, epoch, bad_step, step, d: Dist, loss, ckpt_path: Path):

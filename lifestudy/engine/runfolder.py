@@ -67,7 +67,8 @@ def folder_problem(path: str | os.PathLike | None, option: str = "--out", writab
     if not base.is_dir():
         return f"{option} {p}: {base} is a file, not a folder; pass {option} a path that is not under a file"
     if writable and not os.access(base, os.W_OK | os.X_OK):
-        return f"{option} {p}: cannot write in {base} (read-only for this user); pass {option} a folder you can write to"
+        return (f"{option} {p}: cannot write in {base} (read-only for this user); "
+                f"pass {option} a folder you can write to")
     return None
 
 
