@@ -92,7 +92,7 @@ def rows(run: Path) -> list[dict]:
 def test_a_second_run_into_a_folder_being_written_is_refused_and_nothing_mixes(tmp_path, capsys):
     """The issue's case: run A (seed 1) writing, run B (seed 2, 1 epoch) started into the same --out."""
     out = tmp_path / "x"
-    a = subprocess.Popen([sys.executable, "-m", "lifestudy", *ARGS, "--epochs", "4", "--seed", "1",
+    a = subprocess.Popen([sys.executable, "-m", "lifestudy", *ARGS, "--epochs", "3", "--seed", "1",
                           "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
@@ -107,8 +107,8 @@ def test_a_second_run_into_a_folder_being_written_is_refused_and_nothing_mixes(t
         assert a.wait(timeout=300) == 0, a.stderr.read().decode()
     config = json.loads((out / "config.json").read_text())
     record = json.loads((out / "record.json").read_text())
-    assert (config["seed"], config["epochs"]) == (1, 4) == (record["config"]["seed"], record["config"]["epochs"])
-    assert load_checkpoint(out)["config"]["seed"] == 1 and len(rows(out)) == 4
+    assert (config["seed"], config["epochs"]) == (1, 3) == (record["config"]["seed"], record["config"]["epochs"])
+    assert load_checkpoint(out)["config"]["seed"] == 1 and len(rows(out)) == 3
     assert not (out / runfolder.LOCK).exists()
     # The advice: another --out folder works; once A is done, the same folder says it is finished.
     ok(capsys, [*ARGS, "--epochs", "1", "--seed", "2", "--out", str(tmp_path / "y")])
@@ -116,9 +116,12 @@ def test_a_second_run_into_a_folder_being_written_is_refused_and_nothing_mixes(t
 
 
 def _holder(out: Path) -> subprocess.Popen:
-    """Another process holding the lock of ``out`` (until killed)."""
-    code = ("import sys, time; from lifestudy.engine.runfolder import RunLock; "
-            "RunLock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(120)")
+    """Another process holding the lock of ``out`` as the module docstring says (flock on
+    ``<out>/.lock``, its name inside), until killed; without importing torch, so it starts fast."""
+    code = ("import fcntl, json, os, socket, sys, time; os.makedirs(sys.argv[1]); "
+            "f = open(os.path.join(sys.argv[1], '.lock'), 'w'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); "
+            "f.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'started': 'now'})); "
+            "f.flush(); print('held', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], env=ENV, stdout=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"held"
     return proc
