@@ -26,6 +26,7 @@ order, not to the same bits.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import random
@@ -39,9 +40,12 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from lifestudy import records
-from lifestudy.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from lifestudy.engine.config import TrainConfig, resolve
+from lifestudy.engine.checkpoint import (
+    CHECKPOINT, epoch_settings, resume_point, rng_state, save_checkpoint, set_rng_state,
+)
+from lifestudy.engine.config import TrainConfig, check_batch_fits, resolve
 from lifestudy.engine.distributed import Dist, setup, teardown
+from lifestudy.engine.runfolder import claim
 from lifestudy.engine.trained import load_teacher
 from lifestudy.errors import ConfigError, LifestudyError
 
@@ -50,9 +54,6 @@ __all__ = ["train", "TrainingDivergedError", "ShardSampler", "seed_everything", 
 RECORD = "record.json"
 CONFIG = "config.json"
 METRICS_CSV = "metrics.csv"
-
-# Fields that may differ between a run and its resumption without changing its result.
-_RESUME_FREE = {"resume", "quiet", "stop_after_epochs", "device", "num_workers", "root", "out", "compile"}
 
 
 class TrainingDivergedError(LifestudyError):
@@ -123,17 +124,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    diff = [k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k]]
-    if diff:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise ConfigError(
-            f"cannot resume {path}: the run was started with other settings ({details}); "
-            "resume with the same options, or start a new run in another --out folder"
-        )
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data`` as ``cfg`` (and its profile) says; return the record.
 
@@ -142,12 +132,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     writes the files and every rank returns the same record.
 
     Raises:
-        ConfigError: bad options, or ``cfg.out`` already holds a run and ``resume`` is off.
+        ConfigError: bad options (all of them, one line), ``cfg.out`` in use by another run
+            or holding a run while ``resume`` is off, or a resume whose settings differ.
         TrainingDivergedError: the loss became NaN/inf (the message names epoch and step).
     """
     d = setup(cfg.device)
     try:
-        return _train(cfg, d)
+        # Every setting checked before anything is built; one writer per run folder.
+        cfg = resolve(dataclasses.replace(cfg, device_type=d.device.type), world_size=d.world_size)
+        with claim(cfg.out, cfg.resume, d):
+            return _train(cfg, d)
     finally:
         teardown(d)
 
@@ -173,18 +167,10 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
     device = d.device
     recipe = cfg.recipe
 
-    # ---- resume or start ----------------------------------------------------------
-    ckpt = None
-    if ckpt_path.exists():
-        if not cfg.resume:
-            raise ConfigError(
-                f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
-                "or choose a new --out folder"
-            )
-        ckpt = load_checkpoint(ckpt_path)
-        _check_resumable(ckpt["config"], cfg, ckpt_path)
-        if ckpt["epoch"] >= cfg.epochs and (out / RECORD).exists():
-            return records.read_json(out / RECORD)  # finished: nothing to do
+    # ---- resume or start (exact or refused: engine.checkpoint.resume_point) ----------
+    ckpt, cfg = resume_point(cfg)
+    if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / RECORD).exists():
+        return records.read_json(out / RECORD)  # finished: nothing to do
 
     if cfg.batch_size % d.world_size:
         raise ConfigError(
@@ -205,6 +191,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
     train_ds, eval_ds = task.build_datasets(cfg, spec)
     if len(train_ds) == 0 or len(eval_ds) == 0:
         raise ConfigError(f"dataset {cfg.data!r} gave an empty train or test split; check --subset and the data")
+    check_batch_fits(cfg, len(train_ds))
 
     if recipe["repeated_aug"] > 1:
         from timm.data.distributed_sampler import RepeatAugSampler
@@ -364,6 +351,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
             "train_loss": totals[0].item() / seen,
             **{k: totals[2 + i].item() / seen for i, k in enumerate(log_sums)},
             "train_images_per_s": seen / train_time,
+            **epoch_settings(cfg),  # the peak lr and clipping this epoch trained with
         }
         last = epoch + 1 == cfg.epochs
         if last or (recipe["eval_every"] and (epoch + 1) % recipe["eval_every"] == 0):
@@ -447,10 +435,13 @@ def _diverged(cfg, epoch, bad_step, step, d: Dist, loss, ckpt_path: Path):
     where = int(bad_step.item()) if int(bad_step.item()) >= 0 else step
     last_good = f"the checkpoint of epoch {epoch} in {ckpt_path} is left as it was" if epoch else \
         "no checkpoint was written"
+    clip = cfg.recipe.get("clip_grad")
+    clip_hint = f"{clip / 2:g}" if clip else "1.0"
     raise TrainingDivergedError(
         f"the training loss became {loss.item()} at epoch {epoch + 1}, step {where + 1} "
-        f"({cfg.model} on {cfg.data}, lr {cfg.lr:g}); {last_good}. Lower --lr, enable gradient "
-        "clipping (recipe clip_grad) or check the data, then start again (or --resume)"
+        f"({cfg.model} on {cfg.data}, lr {cfg.lr:g}); {last_good}; continue from there with a lower lr: "
+        f"add --resume --allow-change lr --lr {cfg.lr / 2:.3g} (or clip harder: --resume --allow-change "
+        f"clip_grad --set clip_grad={clip_hint}), or start again in a new --out folder"
     )
 
 

@@ -174,17 +174,22 @@ class Classification(Task):
         from lifestudy.data import build_dataset
 
         train_tf = classification_transforms(cfg.recipe, spec, cfg.img_size, train=True)
-        eval_tf = classification_transforms(cfg.recipe, spec, cfg.img_size, train=False)
         train_ds = build_dataset(
             cfg.data, "train", root=cfg.root, transform=train_tf, subset_per_class=cfg.subset, seed=cfg.seed
         )
+        return train_ds, self.build_eval_dataset(cfg, spec)
+
+    def build_eval_dataset(self, cfg, spec):
+        from lifestudy.data import build_dataset
+
+        eval_tf = classification_transforms(cfg.recipe, spec, cfg.img_size, train=False)
         eval_ds = build_dataset(cfg.data, "test", root=cfg.root, transform=eval_tf)
         n = cfg.recipe.get("eval_subset")
         if n and n < len(eval_ds):
             # A fixed, class-mixed slice of the test set (same for every run and seed).
             idx = torch.randperm(len(eval_ds), generator=torch.Generator().manual_seed(0))[:n]
             eval_ds = torch.utils.data.Subset(eval_ds, sorted(idx.tolist()))
-        return train_ds, eval_ds
+        return eval_ds
 
     def prepare(self, model, cfg, spec, device) -> None:
         from timm.data import Mixup
