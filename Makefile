@@ -20,11 +20,11 @@ else
   INSTALLED := .venv/.installed
 endif
 
-.PHONY: help install test book data clean
+.PHONY: help install test test-data book data clean
 help:
 	@echo "make test            install if needed, run unit tests + smoke notebooks + smoke book build"
 	@echo "make book            reproduce the study (PROFILE=$(PROFILE); also smoke | paper) and build book/_build/html"
-	@echo "make data            fetch the datasets the default book needs"
+	@echo "make data            fetch the datasets the default book needs (into data/)"
 	@echo "make colab           regenerate notebooks/colab/*.ipynb (Colab copies) from notebooks/*.py"
 	@echo "make install         install the project and its extras (into .venv/ unless an env is active)"
 
@@ -38,12 +38,18 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[book,dev]"
 	@mkdir -p $(dir $@) && touch $@
 
-test: $(INSTALLED)
+test: $(INSTALLED) test-data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The data the tests read (the scenes' Fashion-MNIST items), at the root they read it
+# from ($$LIFESTUDY_DATA, else data/), through the fetch chain of `lifestudy data fetch`:
+# the files in place, the Debian package's, `apt-get download` of it, torchvision's download.
+test-data: $(INSTALLED)
+	$(PY) -m lifestudy data fetch fashion-mnist
+
 data: $(INSTALLED)
-	$(PY) -m lifestudy data fetch fashion-mnist --root data
-	$(PY) -m lifestudy data fetch digits --root data
+	$(PY) -m lifestudy data fetch fashion-mnist --root $(DATA_ROOT)
+	$(PY) -m lifestudy data fetch digits --root $(DATA_ROOT)
 
 # ---- the book -------------------------------------------------------------------------
 # `make book [PROFILE=cpu|smoke|paper] [DEVICE=cpu|cuda] [SEEDS=0,1,2]`:

@@ -34,6 +34,7 @@ __all__ = [
     "device_name",
     "find_records",
     "load_records",
+    "display_path",
 ]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -124,6 +125,16 @@ def device_name(device: Any = None) -> str:
     if dev.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(dev)
     return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as printed output shows it: relative to the repository when it lies inside
+    (``runs/cpu/02_classification/.../record.json``), else as given. Progress lines and
+    summaries use it, so a built book shows nothing of the machine it was built on."""
+    try:
+        return str(Path(path).resolve().relative_to(_REPO_ROOT.resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 def provenance(**fields: Any) -> dict[str, Any]:

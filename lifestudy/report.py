@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lifestudy import paper
-from lifestudy.records import device_name, load_records, read_json
+from lifestudy.records import device_name, display_path, load_records, read_json
 
 __all__ = [
     "run_banner",
@@ -163,7 +163,7 @@ def train_all(configs: Iterable[Any], reuse: bool = False, log=print) -> list[di
             how = "trained"
         log(
             f"[{i}/{len(configs)}] {how} {cfg.model} on {cfg.data} seed {cfg.seed} "
-            f"in {time.perf_counter() - start:.1f} s -> {record_path}"
+            f"in {time.perf_counter() - start:.1f} s -> {display_path(record_path)}"
         )
         records.append(record)
     return records
