@@ -2,9 +2,9 @@
 
 Each canvas holds a few Fashion-MNIST items (scikit-learn's digits only when a caller
 names ``source="digits"``: never as a silent stand-in), pasted at random positions,
-scales and colours over a cluttered textured background, in the spirit of multi-object MNIST benchmarks (e.g. Eslami et al. 2016's
-Multi-MNIST; torchvision's detection tutorial's targets format). What makes it hard
-enough for a model's choices to show:
+scales and colours over a cluttered textured background, in the spirit of multi-object
+MNIST benchmarks (e.g. Eslami et al. 2016's Multi-MNIST; torchvision's detection
+tutorial's targets format). What makes it hard enough for a model's choices to show:
 
 - **scale range**: an item's longer side is drawn from ``item_size`` (12..40 px on a
   64 px canvas, a 3.3x range);
