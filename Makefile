@@ -63,7 +63,9 @@ data: $(INSTALLED)
 DEVICE ?= cpu
 SEEDS ?=
 RUNS_DIR ?= runs/$(PROFILE)
-DATA_ROOT ?= $(CURDIR)/data
+# Relative to the repository (papermill runs each chapter there: --cwd), so the injected
+# parameters cell and what the chapters print show nothing of the machine.
+DATA_ROOT ?= data
 JUPYTER_BOOK := $(if $(filter .venv/%,$(PY)),.venv/bin/jupyter-book,jupyter-book)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 CHAPTERS := $(notdir $(NOTEBOOKS:.py=))
@@ -73,7 +75,7 @@ PACKAGE_SRC := $(shell find lifestudy -name '*.py' -not -path '*/__pycache__/*' 
 BOOK_SRC := book/_config.yml book/_toc.yml $(wildcard book/*.md book/*.bib book/_ext/*.py)
 BOOK_SETTINGS := .make/book-$(PROFILE).settings
 PAPERMILL_PARAMS = -p profile $(PROFILE) -p device $(DEVICE) -p data_root $(DATA_ROOT) \
-	-p out_dir $(CURDIR)/$(RUNS_DIR)/$* $(if $(SEEDS),-y "seeds: [$(SEEDS)]")
+	-p out_dir $(RUNS_DIR)/$* $(if $(SEEDS),-y "seeds: [$(SEEDS)]")
 
 .PHONY: colab book-clean FORCE
 
