@@ -282,7 +282,10 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
 
     # ---- epochs --------------------------------------------------------------------
     show = _progress_enabled(cfg, d)
-    from tqdm.auto import tqdm
+    # tqdm.std, not tqdm.auto: bars are drawn only on a terminal (_progress_enabled), and
+    # tqdm.auto inside a Jupyter kernel without ipywidgets warns "IProgress not found" into
+    # every executed chapter.
+    from tqdm.std import tqdm
 
     epoch_bar = tqdm(
         range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs,
@@ -420,6 +423,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
             head=cfg.head,
             init=cfg.init,
             img_size=list(cfg.img_size),
+            **({"item_source": train_ds.source} if hasattr(train_ds, "source") else {}),  # scenes
             resumed=ckpt is not None,
             wall_time_s=wall_before + time.perf_counter() - t_start,
         ),
