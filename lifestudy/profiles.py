@@ -138,6 +138,7 @@ class ModuleStudy:
     head_models: tuple[str, ...]  # LIFE models whose first block's heads are probed by perturbation
     complexity_pairs: tuple[tuple[str, str], ...]  # (baseline, LIFE) counted at the paper's input, 100 classes
     seeds: tuple[int, ...] = (0,)  # the random input and initial weights
+    device: str = "cpu"  # where it computes, whatever device the book runs on (counts are device-free)
 
 
 @dataclass(frozen=True)
