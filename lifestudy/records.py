@@ -1,6 +1,6 @@
 """Run records: one JSON file per run with its metrics and provenance, written atomically.
 
-Every number the book shows is read from such a record (see DESIGN.md, "Contracts").
+Every number the book shows is read from such a record (see docs/design.md, "Contracts").
 A record is a flat-ish dict::
 
     {"kind": "train" | "bench" | "complexity" | ..., "metrics": {...},

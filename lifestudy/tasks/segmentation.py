@@ -42,7 +42,6 @@ def decoder_dim(options: dict) -> int:
 @register_task("segmentation")
 class Segmentation(Task):
     headline_metric = "miou"
-    higher_is_better = True
     collate_fn = staticmethod(collate_dense)
 
     def __init__(self) -> None:
