@@ -82,7 +82,7 @@ PAPERMILL_PARAMS = -p profile $(PROFILE) -p device $(DEVICE) -p data_root $(DATA
 
 book: $(INSTALLED) data $(EXECUTED)
 	@echo ">>> [book $(PROFILE)] copying $(words $(EXECUTED)) executed chapters into book/chapters/"
-	@rm -rf book/chapters && mkdir -p book/chapters && cp $(EXECUTED) book/chapters/
+	@rm -rf book/chapters && $(PY) book/tools/chapters.py book/chapters $(EXECUTED)
 	@echo ">>> [book $(PROFILE)] jupyter-book build book (strict: -W -n --keep-going)"
 	@start=$$(date +%s); \
 	$(JUPYTER_BOOK) build book --all -W -n --keep-going; rc=$$?; \

@@ -9,6 +9,7 @@ committed Colab copy of its chapter.
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -83,6 +84,15 @@ def test_colab_link():
         "https://colab.research.google.com/github/org/repo/blob/main/notebooks/colab/01_life_module.ipynb")
 
 
+def _tool(name: str):
+    """A module of book/tools/ (they are scripts, not a package)."""
+    sys.path.insert(0, str(BOOK / "tools"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BOOK / "tools"))
+
+
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory):
     """Build the book strictly from the smoke-profile chapters; returns the HTML folder."""
@@ -94,7 +104,7 @@ def built_book(tmp_path_factory):
     shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("_build", "chapters", "_executed", "__pycache__"))
     (book / "chapters").mkdir()
     for name, (executed, _, _) in smoke.items():
-        shutil.copy(executed, book / "chapters" / f"{name}.ipynb")
+        _tool("chapters").prepare(executed, book / "chapters" / f"{name}.ipynb")
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
          "build", str(book), "--all", "-W", "-n", "--keep-going"],
@@ -191,17 +201,10 @@ def test_banner_and_captions_name_profile_seeds_and_device():
 # needs Chromium, which CI does not install, so it runs by hand.
 
 
-def _check_book():
-    sys.path.insert(0, str(BOOK / "tools"))
-    try:
-        import check_book
-    finally:
-        sys.path.remove(str(BOOK / "tools"))
-    return check_book
 
 
 def test_book_check_finds_broken_pages_and_anchors(tmp_path):
-    check_book = _check_book()
+    check_book = _tool("check_book")
     (tmp_path / "chapters").mkdir()
     (tmp_path / "_static").mkdir()
     (tmp_path / "_static" / "skipped.html").write_text('<a href="missing.html">asset page</a>')
@@ -222,5 +225,16 @@ def test_book_check_finds_broken_pages_and_anchors(tmp_path):
 @pytest.mark.slow
 @pytest.mark.notebooks
 def test_internal_links_of_the_built_book_resolve(built_book):
-    check_book = _check_book()
+    check_book = _tool("check_book")
     assert check_book.broken_links(built_book, check_book.pages(built_book)) == []
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_injected_parameters_are_folded_away(built_book):
+    """papermill's parameters cell is hidden behind a toggle on every chapter page, not removed."""
+    for name in NAMES:
+        html = (built_book / "chapters" / f"{name}.html").read_text()
+        cells = re.findall(r'<div class="cell([^"]*)"', html)
+        injected = [c for c in cells if "tag_injected-parameters" in c]
+        assert injected and all("tag_hide-input" in c for c in injected), name
