@@ -11,6 +11,14 @@ depends on the profile (:data:`DECODER_DIM`); ``TrainConfig.options`` may change
 (``{"decoder_dim": 128}``), set the number of scene canvases (``train_length``,
 ``test_length``; default ``lifestudy.dense.transforms.SCENE_CANVASES`` of the profile) or
 ask for timm's pretrained backbone weights (``pretrained``).
+
+Class imbalance (:class:`lifestudy.dense.segmenter.SegLossConfig`, sources in
+:mod:`lifestudy.dense.segmenter`): ``options["class_weighting"]`` (``none`` | ``median``
+| ``enet`` | ``inverse_sqrt``) weights the cross-entropy by the training pixels' class
+frequencies, ``options["dice_weight"]`` adds a soft Dice loss, ``options["prior_init"]``
+starts the classifier's bias at the log class frequencies. The frequencies are counted
+once, before training, over the training split (generated scenes: all canvases, from
+their cache). The per-epoch ``loss_ce`` / ``loss_dice`` go to ``metrics.csv``.
 """
 
 from __future__ import annotations
@@ -18,11 +26,17 @@ from __future__ import annotations
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lifestudy.dense import SegmentationMetrics, build_segmenter
 from lifestudy.dense.backbone import patch_grid
+from lifestudy.dense.segmenter import (
+    SegLossConfig,
+    SegmentationLoss,
+    class_weights,
+    init_class_prior,
+    pixel_frequencies,
+)
 from lifestudy.dense.transforms import build_dense_datasets, collate_dense
 from lifestudy.errors import ConfigError
 from lifestudy.tasks import register_task
@@ -43,6 +57,7 @@ class Segmentation(Task):
     def __init__(self) -> None:
         self.ignore_index = 255
         self.class_names: tuple[str, ...] = ()
+        self.criterion = SegmentationLoss()
 
     def build_model(self, cfg, spec) -> nn.Module:
         if spec.task != "segmentation":
@@ -74,13 +89,19 @@ class Segmentation(Task):
     def prepare(self, model, cfg, spec, device) -> None:
         self._remember(spec)
         SegmentationMetrics(spec.num_classes)  # imports torchmetrics now, not inside the timed evaluation
+        loss_cfg = SegLossConfig.from_options(cfg.options or {})
+        weights = None
+        if loss_cfg.needs_frequencies:
+            freq = pixel_frequencies(self.build_datasets(cfg, spec)[0], spec.num_classes, self.ignore_index)
+            weights = class_weights(freq, loss_cfg.class_weighting)
+            if loss_cfg.prior_init:  # a resumed run's checkpoint replaces it, as it should
+                init_class_prior(getattr(model, "module", model), freq.to(device))
+        self.criterion = SegmentationLoss(loss_cfg, weights, self.ignore_index)
 
     def loss(self, model, batch, cfg):
         images, targets = batch
         labels = torch.stack([t["semantic"].as_subclass(torch.Tensor) for t in targets]).long()
-        logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
-        return loss, {}
+        return self.criterion(model(images), labels)
 
     @torch.no_grad()
     def evaluate(self, model, loader, device) -> dict[str, float]:
