@@ -254,8 +254,13 @@ CPU = Profile(
         # paper profile on a GPU); the chapter says so.
         "scenes-det": DataSettings(img_size=(32, 32), batch_size=32, epochs=5, recipe={"lr_base": 1.6e-2},
                                    options={"train_length": 800, "test_length": 200}),
-        "scenes-seg": DataSettings(img_size=(32, 32), batch_size=32, epochs=6, recipe={"lr_base": 1.6e-2},
-                                   options={"train_length": 600, "test_length": 200}),
+        # Segmentation (measured, one seed, DeiT-micro, 6 epochs of 600 canvases): batch 16 at
+        # lr 2e-3 learns faster than batch 32 at lr 1e-3; median-frequency class weights
+        # keep the argmax off the all-background answer (see the chapter's ablation).
+        "scenes-seg": DataSettings(img_size=(32, 32), batch_size=16, epochs=6, recipe={"lr_base": 6.4e-2},
+                                   options={"train_length": 600, "test_length": 200,
+                                            "class_weighting": "median", "dice_weight": 0.0,
+                                            "prior_init": False}),
     },
     seeds=(0, 1, 2),
     classification=ClassificationStudy(
@@ -284,7 +289,7 @@ CPU = Profile(
         dataset="scenes-seg",
         backbones=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
         extra_img_sizes=((32, 64),),
-        seeds=(0,),
+        seeds=(0, 1, 2),
     ),
 )
 """cpu: the default book (budget per chapter in :data:`CPU_BUDGET`)."""
@@ -353,7 +358,7 @@ CPU_BUDGET: dict[str, float] = {
     "03_data_size": 7,
     "04_distillation": 5,
     "05_detection": 7,
-    "06_segmentation": 5,
+    "06_segmentation": 8,
     "07_efficiency": 2,
     "08_rollout": 2,
     "09_results": 1,

@@ -147,3 +147,17 @@ def test_engine_run_with_the_imbalance_remedies(tmp_path, fmnist_root):
     assert {"loss_ce", "loss_dice"} <= set(rows[0])
     model, _, _ = load_run(tmp_path / "run")  # rebuilt without recounting anything
     assert model.decoder.classifier.bias.shape == (11,)
+
+
+def test_the_papers_segmentation_table_is_whole_and_labelled():
+    from lifestudy import paper
+
+    assert len(paper.SEGMENTATION) == 6
+    random = paper.segmentation_rows("random")
+    assert random["DeiT-T"]["miou"] == 31.89 and random["DeiT-T-LIFE"]["miou"] == 33.73
+    assert not any(r["needs_pretrained"] for r in random.values())
+    pretrained = paper.segmentation_rows("imagenet-1k")
+    assert set(pretrained) == {"DeiT-T", "DeiT-T-LIFE", "Swinv2-T", "Swinv2-T-LIFE"}
+    assert all(r["needs_pretrained"] for r in pretrained.values())
+    assert pretrained["Swinv2-T-LIFE"] == {**pretrained["Swinv2-T-LIFE"], "params_m": 32.52, "gmacs": 24.20,
+                                           "miou": 60.25}
