@@ -87,8 +87,12 @@ def test_pixel_frequencies_of_scenes_match_their_masks(fmnist_root):
     assert np.allclose(f.numpy(), expected / expected.sum(), atol=1e-6)
     assert f[0] > 0.3  # background dominates
     plain = data.build_dataset("scenes-seg", "train", root=fmnist_root, length=12, size=(32, 32),
-                               item_size=(12, 32), cache=False)  # counted through __getitem__
+                               item_size=(12, 32), cache=False)
     assert torch.allclose(pixel_frequencies(plain, 11), f)
+    any_dataset = torch.utils.data.Subset(plain, range(12))  # counted item by item, through __getitem__
+    assert torch.allclose(pixel_frequencies(any_dataset, 11), f)
+    assert torch.allclose(pixel_frequencies(any_dataset, 11, max_items=6),
+                          pixel_frequencies(torch.utils.data.Subset(plain, range(0, 12, 2)), 11))
 
 
 def test_soft_dice_loss():

@@ -277,7 +277,9 @@ class Scenes(Dataset):
 
     Items are ``(tv_tensors.Image uint8 (3, H, W), target)`` with the target keys of
     :data:`SCENE_VARIANTS` for ``variant``; ``transform`` is a ``torchvision.transforms.v2``
-    callable applied to ``(image, target)``.
+    callable applied to ``(image, target)``. ``cache``: True keeps the rendered split in
+    ``<root>/scenes-cache/`` (module docstring), a folder keeps it there, False draws
+    every item on demand.
     """
 
     def __init__(self, split: str, variant: str = "scenes", cfg: SceneConfig = SceneConfig(),
@@ -318,12 +320,15 @@ class Scenes(Dataset):
         rng = np.random.default_rng([self.seed, _SPLIT_CODE[self.split], int(index)])
         return render_scene(self.cfg, self.images, self.item_labels, rng)
 
-    def _canvases(self) -> dict[str, np.ndarray]:
-        """Every canvas of the split as stacked arrays: from the cache file when it is there,
-        else drawn now and written to it (atomically; kept in memory where it cannot be)."""
+    def canvases(self) -> dict[str, np.ndarray]:
+        """Every canvas of the split as stacked arrays (``image`` (L, H, W, 3), ``semantic``
+        (L, H, W) uint8; the per-item arrays concatenated, item ``j`` of canvas ``i`` at
+        ``offsets[i] + j``, masks bit-packed): from the cache file when it is there, else
+        drawn now and written to it (atomically; kept in memory where it cannot be, or with
+        ``cache=False``)."""
         if self._arrays is not None:
             return self._arrays
-        if self.cache_path.is_file():
+        if self.cache_path is not None and self.cache_path.is_file():
             try:
                 with np.load(self.cache_path) as f:
                     arrays = {k: f[k] for k in f.files}
@@ -345,11 +350,13 @@ class Scenes(Dataset):
         from lifestudy.records import atomic_write
 
         try:
-            with atomic_write(self.cache_path, "wb") as f:
-                np.savez(f, **arrays)
+            if self.cache_path is not None:
+                with atomic_write(self.cache_path, "wb") as f:
+                    np.savez(f, **arrays)
         except OSError:
             pass  # a read-only data root: the canvases stay in memory for this process
-        self._arrays = arrays
+        if self.cache_path is not None:
+            self._arrays = arrays
         return arrays
 
     def render(self, index: int) -> dict[str, np.ndarray]:
@@ -359,7 +366,7 @@ class Scenes(Dataset):
             raise IndexError(f"scene {index} out of range 0..{self.length - 1}")
         if self.cache_path is None:
             return self._draw(index)
-        a = self._canvases()
+        a = self.canvases()
         lo, hi = int(a["offsets"][index]), int(a["offsets"][index + 1])
         H, W = self.cfg.size
         s = {"image": a["image"][index].copy(), "semantic": a["semantic"][index].astype(np.int64),

@@ -190,9 +190,8 @@ def pixel_frequencies(dataset, num_classes: int, ignore_index: int | None = 255,
     masks (at most ``max_items`` of them, evenly spaced; generated scenes are counted in
     full from their rendered arrays). Classes never seen get a small floor (half a pixel)
     so their log and inverse stay finite."""
-    arrays = getattr(dataset, "_canvases", None)
-    if callable(arrays) and getattr(dataset, "cache_path", None) is not None:
-        labels = torch.from_numpy(arrays()["semantic"]).long().flatten()
+    if callable(getattr(dataset, "canvases", None)):  # generated scenes: every canvas, as rendered
+        labels = torch.from_numpy(dataset.canvases()["semantic"]).long().flatten()
     else:
         n = len(dataset)
         idx = sorted({int(i * n / min(n, max_items)) for i in range(min(n, max_items))})
