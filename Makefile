@@ -26,7 +26,7 @@ help:
 	@echo "make book            reproduce the study (PROFILE=$(PROFILE); also smoke | paper) and build book/_build/html"
 	@echo "make data            fetch the datasets the default book needs"
 	@echo "make book-check      open every page of the built book in headless Chromium (Debian package chromium)"
-	@echo "make colab           regenerate notebooks/colab/*.ipynb (Colab copies) from notebooks/*.py"
+	@echo "make colab           rewrite the chapters' Colab set-up cells (repository.url of book/_config.yml) and notebooks/colab/*.ipynb"
 	@echo "make install         install the project and its extras (into .venv/ unless an env is active)"
 
 install: $(INSTALLED)
@@ -104,7 +104,7 @@ $(BOOK_SETTINGS): FORCE
 # The committed, output-free Colab copies of the chapters (the book's Colab buttons open
 # them; tests/test_book.py fails when they drift from notebooks/*.py).
 colab: $(COLAB_NOTEBOOKS)
-notebooks/colab/%.ipynb: notebooks/%.py book/tools/colab.py | $(INSTALLED)
+notebooks/colab/%.ipynb: notebooks/%.py book/tools/colab.py book/_config.yml | $(INSTALLED)
 	$(PY) book/tools/colab.py $<
 
 # Every page of the built book in headless Chromium (Debian's `chromium`, driven by

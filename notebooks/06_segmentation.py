@@ -21,31 +21,21 @@
 # LIFE works on rectangular patch grids.
 #
 # **What you need.** In the `cpu` profile: nothing to download (the scenes are generated
-# from Fashion-MNIST items), about 10 minutes on 2 CPU cores. In the `paper` profile:
+# from Fashion-MNIST items), about 4 minutes on 2 CPU cores. In the `paper` profile:
 # Cityscapes and a GPU.
 
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 from pathlib import Path
@@ -54,36 +44,24 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import paper, report, stats
+from lifestudy import chapters, paper, report, stats
 from lifestudy.data import get_spec
 from lifestudy.dense.complexity import segmenter_complexity
 from lifestudy.dense.segmenter import SegLossConfig
-from lifestudy.engine import TrainConfig
-from lifestudy.profiles import get_profile
-from lifestudy.tasks.segmentation import DECODER_DIM
+from lifestudy.tasks.segmentation import decoder_dim
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/06_segmentation
-scene_canvases = None  # (train, test) generated scenes; None: the chapter's choice for the profile
+out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.segmentation
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-# Unless the profile sets the number of generated scenes, the smoke profile draws few
-# (seconds, not minutes); other profiles use the dataset's default.
-if scene_canvases is None and "train_length" not in prof.settings_for(study.dataset).options:
-    scene_canvases = {"smoke": (32, 16)}.get(profile)
-scene_options = (
-    {"train_length": scene_canvases[0], "test_length": scene_canvases[1]} if scene_canvases else {}
-)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "06_segmentation"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("06_segmentation", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -91,7 +69,8 @@ report.run_banner(profile, seeds, device)
 # Each backbone is trained with each seed at the profile's input size, and once more at
 # each extra input size (the 2:1 one: a rectangular patch grid). mIoU is the mean over
 # classes of the intersection over union of predicted and true pixels, ignoring
-# unlabelled pixels (label 255); the background is a class.
+# unlabelled pixels (label 255); the background is a class. The decoder's width and the
+# number of generated scenes are the profile's settings of the dataset.
 #
 # **Class imbalance.** Most pixels of a scene are background, and a segmenter that is not
 # yet sure *which* item a pixel shows spreads its item probability over ten classes, so
@@ -99,47 +78,43 @@ report.run_banner(profile, seeds, device)
 # already separates items from background. The loss can counter this
 # (`lifestudy.dense.segmenter`, each remedy with its source): class-weighted
 # cross-entropy, a soft Dice term, and a classifier bias that starts at the log class
-# prior. The profile's choice is shown here and recorded with every run.
+# prior. The profile's choice (`DataSettings.seg_loss`) is shown here and recorded with
+# every run.
 
 # %%
-settings = prof.settings_for(study.dataset)
-size = settings.img_size
+spec = get_spec(study.dataset)
+size = tuple(chap.settings.img_size or spec.input_size)
 sizes = [size, *study.extra_img_sizes]
 pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
-              "input sizes (H, W)": [sizes], "seeds": [seeds],
-              "loss": [SegLossConfig.from_options(settings.options)]})
+              "input sizes (H, W)": [sizes], "seeds": [chap.seeds],
+              "canvases (train, test)": [chap.settings.canvases or "the dataset's own"],
+              "decoder width": [decoder_dim(chap.settings.task_options())],
+              "loss": [SegLossConfig.from_options(chap.settings.task_options())]})
 
 # %%
-report.ensure_data([study.dataset], data_root)
-configs = [
-    TrainConfig(
-        task="segmentation", data=study.dataset, model=b, profile=profile, seed=s,
-        img_size=tuple(hw) if hw is not None else None, root=data_root, device=device, quiet=True, options=scene_options,
-        out=str(out_dir / ("x".join(map(str, hw)) if hw is not None else "default") / b / f"seed{s}"),
-    )
+_ = chap.train(
+    chap.config("segmentation", study.dataset, b, s, img_size=tuple(hw), out=("x".join(map(str, hw)), b, f"seed{s}"))
     for hw in sizes
     for b in study.backbones
-    for s in seeds
-]
-_ = report.train_all(configs, reuse=reuse_runs)
+    for s in chap.seeds
+)
 
 # %% [markdown]
 # ## Results
 
 # %%
-runs = report.chapter_records(out_dir, kind="train")
+runs = chap.records("train")
 runs = runs.rename(columns={"provenance.model": "backbone", "provenance.seed": "seed",
                             "metrics.miou": "mIoU (%)"})
-runs["input (H x W)"] = runs["path"].map(lambda p: Path(p).parts[-4])
+runs["input (H x W)"] = runs["provenance.img_size"].map(lambda hw: "x".join(map(str, hw)))
 runs["LIFE"] = runs["backbone"].map(lambda b: "with LIFE" if b.endswith("_life") else "baseline")
 stats_table = report.mean_std(runs, ["input (H x W)", "backbone"], "mIoU (%)")
-spec = get_spec(study.dataset)
 cost = pd.DataFrame([
     {"input (H x W)": hw, "backbone": b, **{k: c[k] for k in ("params_m", "gmacs")}}
     for hw, b in stats_table.index
     for c in [segmenter_complexity(b, num_classes=spec.num_classes, in_chans=spec.in_chans,
-                                   img_size=tuple(int(v) for v in hw.split("x")) if "x" in hw else tuple(spec.input_size),
-                                   dim=DECODER_DIM.get(profile, 256))]
+                                   img_size=tuple(int(v) for v in hw.split("x")),
+                                   dim=decoder_dim(chap.settings.task_options()))]
 ]).set_index(["input (H x W)", "backbone"]).rename(columns={"params_m": "params (M)", "gmacs": "GMACs"})
 table = report.format_mean_std(stats_table).join(cost.round(3))
 table
@@ -177,24 +152,24 @@ sns.pointplot(data=runs, x="input (H x W)", y="mIoU (%)", hue="backbone", dodge=
               errorbar="sd", capsize=0.1, ax=ax)
 ax.set_xlabel("input size (pixels, H x W)")
 ax.set_ylabel("mIoU (percent)")
-ax.set_title(report.caption(f"Segmentation on {study.dataset}, mean ± sd", profile, seeds), fontsize=9)
+ax.set_title(chap.caption(f"Segmentation on {study.dataset}, mean ± sd"), fontsize=9)
 plt.show()
 
 # %% [markdown]
 # ### Learning curves
 #
-# The training loss of every run (cross-entropy, plus the Dice term where it is on): a
-# schedule long enough that the curves flatten is what "trained until converged" means here.
+# The training loss of every run (cross-entropy, plus the Dice term where it is on), mean
+# ± sd over seeds: where the curves still fall at the last epoch, the schedule is short.
 
 # %%
 curves = pd.concat([
-    pd.read_csv(Path(p).parent / "metrics.csv").assign(backbone=b, seed=s_, size=hw)
-    for p, b, s_, hw in zip(runs["path"], runs["backbone"], runs["seed"], runs["input (H x W)"])
+    pd.read_csv(Path(p).parent / "metrics.csv").assign(backbone=b, size=hw)
+    for p, b, hw in zip(runs["path"], runs["backbone"], runs["input (H x W)"])
 ])
 fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
 sns.lineplot(data=curves, x="epoch", y="train_loss", hue="backbone", style="size", errorbar="sd", ax=ax)
 ax.set_ylabel("training loss")
-ax.set_title(report.caption("Training loss per epoch, mean ± sd over seeds", profile, seeds), fontsize=9)
+ax.set_title(chap.caption("Training loss per epoch, mean ± sd over seeds"), fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -206,8 +181,7 @@ plt.show()
 # the decoder differ, so compare the direction of the change, not the values.
 
 # %%
-first = "x".join(map(str, size)) if size is not None else "default"
-ours = table.loc[first].reindex(list(study.backbones))
+ours = table.loc["x".join(map(str, size))].reindex(list(study.backbones))
 ours.insert(0, "backbone (ours)", ours.index)
 ours.index = ["with LIFE" if b.endswith("_life") else "baseline" for b in ours.index]
 random_rows = paper.segmentation_rows("random")
@@ -220,7 +194,7 @@ report.beside_paper(ours, theirs, {"miou": "mIoU", "params_m": "params (M)", "gm
 
 # %%
 whole = pd.DataFrame(paper.SEGMENTATION).set_index(["init", "backbone"])
-whole.columns = [f"{c} ({report.PAPER})" if c != "needs_pretrained" else c for c in whole.columns]
+whole.columns = [c if c == "needs_pretrained" else f"{c} ({report.PAPER})" for c in whole.columns]
 whole
 
 # %% [markdown]
@@ -236,5 +210,5 @@ for hw, row in diffs.iterrows():
     lines.append(f"{hw}: LIFE minus baseline {row['text']} mIoU points: {row['verdict']}.")
 minutes = runs["provenance.wall_time_s"].sum() / 60
 lines.append(f"Profile {profile}; dataset {study.dataset}; {len(runs)} runs, {minutes:.1f} minutes of "
-             f"training and evaluation in all; records under {out_dir}.")
+             f"training and evaluation in all; records under {chap.show()}.")
 report.summary(lines)

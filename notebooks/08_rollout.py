@@ -27,70 +27,42 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
-from lifestudy import report
-from lifestudy.engine import TrainConfig
-from lifestudy.engine.checkpoint import load_run
-from lifestudy.profiles import get_profile
-from lifestudy.records import provenance, read_json, write_json_atomic
+from lifestudy import chapters, report
+from lifestudy.engine import load_run, resolve
+from lifestudy.records import read_json
 from lifestudy.rollout import figures, localisation
-from lifestudy.tasks import get_task
+from lifestudy.rollout.runs import run_dataset, score_run
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+# The maps use the first seed's models: chapter 6's (next to `out_dir`) where they exist.
+# The number of test images scored is the profile's (`RolloutStudy.n_images`).
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds (the maps use the first seed's models)
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/08_rollout
-scene_canvases = None  # (train, test) generated scenes; None: the chapter's choice for the profile
-segmentation_runs = None  # None: chapter 6's runs, runs/<profile>/06_segmentation
-n_images = None  # test images to score; None: the profile's default
-reuse_runs = True  # reuse chapter 6's trained models (this chapter only reads them)
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.segmentation
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-# Unless the profile sets the number of generated scenes, the smoke profile draws few
-# (seconds, not minutes); other profiles use the dataset's default.
-if scene_canvases is None and "train_length" not in prof.settings_for(study.dataset).options:
-    scene_canvases = {"smoke": (32, 16)}.get(profile)
-scene_options = (
-    {"train_length": scene_canvases[0], "test_length": scene_canvases[1]} if scene_canvases else {}
-)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "08_rollout"
-segmentation_runs = (
-    Path(segmentation_runs) if segmentation_runs is not None else out_dir.parent / "06_segmentation"
-)
-n_images = n_images or {"smoke": 8, "cpu": 200, "paper": 500}.get(profile, 200)
-torch_device = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-report.run_banner(profile, seeds[:1], device)
+chap = chapters.setup("08_rollout", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The definitions
@@ -127,12 +99,12 @@ report.run_banner(profile, seeds[:1], device)
 # alternatives: the same weighting of the last layer's attention alone (`last-layer`),
 # the class-token roll-out where the backbone has a class token (`cls-rollout`,
 # class-agnostic), a centre prior (a Gaussian in the middle of the image, `centre`), and
-# the token weights themselves (`prediction`), the baseline an
-# attention map must beat to say something the prediction does not. Chance levels are
-# reported beside them. Every score comes with a 95 % bootstrap interval over images
-# (an image's classes are resampled together), and the comparisons that matter --
-# dense roll-out against the prediction, the centre prior and chance -- are paired
-# differences on the same images with their own intervals.
+# the token weights themselves (`prediction`), the baseline an attention map must beat
+# to say something the prediction does not. Chance levels are reported beside them.
+# Every score comes with a 95 % bootstrap interval over images (an image's classes are
+# resampled together), and the comparisons that matter -- dense roll-out against the
+# prediction, the centre prior and chance -- are paired differences on the same images
+# with their own intervals (`lifestudy.rollout.localisation`).
 
 # %% [markdown]
 # ## The models
@@ -141,41 +113,27 @@ report.run_banner(profile, seeds[:1], device)
 # that are missing are trained here with the same settings.
 
 # %%
-size = prof.settings_for(study.dataset).img_size
-size_dir = "x".join(map(str, size)) if size is not None else "default"
+seg, seed0 = chap.profile.segmentation, chap.seeds[0]  # chapter 6's study, and the seed whose models are read
+segmentation_runs = chap.out_dir.parent / "06_segmentation"
 run_dirs = {}
-for b in study.backbones:
-    run_dir = segmentation_runs / size_dir / b / f"seed{seeds[0]}"
-    if not (reuse_runs and (run_dir / "record.json").exists()):
-        run_dir = out_dir / "models" / b / f"seed{seeds[0]}"
-        report.train_all([TrainConfig(
-            task="segmentation", data=study.dataset, model=b, profile=profile, seed=seeds[0],
-            root=data_root, device=device, quiet=True, options=scene_options, out=str(run_dir),
-        )], reuse=reuse_runs)
-    run_dirs[b] = run_dir
-pd.Series({b: str(d) for b, d in run_dirs.items()}, name="run folder").to_frame()
+for b in seg.backbones:
+    cfg = resolve(chap.config("segmentation", seg.dataset, b, seed0, out=("models", b, f"seed{seed0}")))
+    run_dirs[b] = segmentation_runs / "x".join(map(str, cfg.img_size)) / b / f"seed{seed0}"  # chapter 6's folder
+    if not (run_dirs[b] / "record.json").exists():  # not trained by chapter 6: train it here
+        chap.train([cfg])
+        run_dirs[b] = Path(cfg.out)
+pd.Series({b: chap.show(d) for b, d in run_dirs.items()}, name="run folder").to_frame()
 
 # %% [markdown]
 # ## Localisation scores
 
 # %%
 for b, run_dir in run_dirs.items():
-    model, cfg, spec = load_run(run_dir, device=torch_device)
-    _, test_set = get_task("segmentation").build_datasets(cfg, spec)
-    scores = localisation.localisation_scores(model, test_set, n=n_images, device=torch_device)
-    write_json_atomic(out_dir / "localisation" / b / "record.json", {
-        "kind": "localisation", "task": "rollout", "metrics": scores,
-        "provenance": provenance(profile=profile, model=b, dataset=study.dataset, seed=seeds[0],
-                                 device=torch_device, run=str(run_dir), n_images=n_images,
-                                 segmentation_miou=read_json(Path(run_dir) / "record.json")["metrics"]["miou"]),
-    })
+    score_run(run_dir, n=study.n_images, device=chap.torch_device, out=chap.path("localisation", b, "record.json"))
 
 # %%
-records = report.chapter_records(out_dir / "localisation", kind="localisation")
-scores = {
-    row["provenance.model"]: read_json(row["path"])["metrics"] for _, row in records.iterrows()
-}
-miou = {row["provenance.model"]: row.get("provenance.segmentation_miou") for _, row in records.iterrows()}
+records = chap.records("localisation")
+scores = {row["provenance.model"]: read_json(row["path"]) for _, row in records.iterrows()}
 table = localisation.localisation_table(scores)
 metrics = ["pointing_game", "energy", "iou_area"]
 
@@ -190,9 +148,8 @@ for metric in metrics:
 shown
 
 # %% [markdown]
-# The paired differences (the first method minus the second, on the same images) with
-# their 95 % bootstrap intervals; "better" or "worse" is said only where the interval
-# excludes 0.
+# The paired differences (the first map minus the second, on the same images) with their
+# 95 % bootstrap intervals; "better" or "worse" is said only where the interval excludes 0.
 
 # %%
 diff = localisation.localisation_table(scores, differences=True)
@@ -215,12 +172,10 @@ for ax, metric, label in zip(axes, metrics, ["pointing game (fraction of hits)",
     pivot = table.pivot(index="method", columns="model", values=metric)
     low = pivot - table.pivot(index="method", columns="model", values=f"{metric}_low")
     high = table.pivot(index="method", columns="model", values=f"{metric}_high") - pivot
-    err = [[low[c].values, high[c].values] for c in pivot.columns]
-    pivot.plot.barh(xerr=err, ax=ax, capsize=2)
+    pivot.plot.barh(xerr=[[low[c].values, high[c].values] for c in pivot.columns], ax=ax, capsize=2)
     ax.set_xlabel(label)
     ax.set_ylabel("map")
-fig.suptitle(report.caption(f"Localisation on {n_images} {study.dataset} test images (95 % bootstrap intervals)",
-                            profile, seeds[:1]))
+fig.suptitle(chap.caption(f"Localisation on {study.n_images} {seg.dataset} test images (95 % bootstrap intervals)"))
 plt.show()
 
 # %% [markdown]
@@ -230,14 +185,14 @@ plt.show()
 
 # %%
 for b, run_dir in run_dirs.items():
-    model, cfg, spec = load_run(run_dir, device=torch_device)
-    _, test_set = get_task("segmentation").build_datasets(cfg, spec)
+    model, cfg, _ = load_run(run_dir, device=chap.torch_device)
+    test_set, spec = run_dataset(cfg)
     image, target = test_set[0]
-    maps = localisation.method_maps(model, image[None].to(torch_device), ("dense-rollout", "last-layer", "prediction"))
+    maps = localisation.method_maps(model, image[None].to(chap.torch_device), ("dense-rollout", "last-layer", "prediction"))
     fig = figures.plot_class_maps(
         image, {m: v[0].cpu() for m, v in maps.items()}, target["semantic"],
         class_names=list(spec.class_names), mean=spec.mean, std=spec.std,
-        title=report.caption(f"{b}: class maps of test image 0", profile, seeds[:1]),
+        title=chap.caption(f"{b}: class maps of test image 0"),
     )
     plt.show()
 
@@ -245,32 +200,34 @@ for b, run_dir in run_dirs.items():
 # ## Summary
 
 # %%
+def ci(v):
+    return f"{v['mean']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+
+
+def says(d, key, metric):
+    v = d[key][metric]
+    return "better than" if v["low"] > 0 else "worse than" if v["high"] < 0 else "not resolved against"
+
+
 lines = []
-for b in study.backbones:
-    s, d = scores[b]["methods"], scores[b]["differences"]
-
-    def ci(v):
-        return f"{v['mean']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
-
-    def says(key, metric):
-        v = d[key][metric]
-        return "better than" if v["low"] > 0 else "worse than" if v["high"] < 0 else "not resolved against"
-
+for b in seg.backbones:
+    full = scores[b]["scores"]
+    s, d, chance = full["methods"], full["differences"], full["chance"]
+    miou = read_json(Path(run_dirs[b]) / "record.json")["metrics"]["miou"]
     lines.append(
-        f"{b} (segmentation mIoU {miou[b]:.1f} %): Dense Attention Roll-Out pointing game "
+        f"{b} (segmentation mIoU {miou:.1f} %): Dense Attention Roll-Out pointing game "
         f"{ci(s['dense-rollout']['pointing_game'])}, energy inside the mask {ci(s['dense-rollout']['energy'])}, "
         f"area-matched IoU {ci(s['dense-rollout']['iou_area'])}; the prediction it is weighted by "
         f"{ci(s['prediction']['pointing_game'])} / {ci(s['prediction']['energy'])} / {ci(s['prediction']['iou_area'])}; "
-        f"chance {scores[b]['chance']['pointing_game']['mean']:.3f} / {scores[b]['chance']['energy']['mean']:.3f} / "
-        f"{scores[b]['chance']['iou_area']['mean']:.3f} ({scores[b]['n_pairs']} image-class pairs, "
-        f"{scores[b]['n_images']} images)."
+        f"chance {chance['pointing_game']['mean']:.3f} / {chance['energy']['mean']:.3f} / "
+        f"{chance['iou_area']['mean']:.3f} ({full['n_pairs']} image-class pairs, {full['n_images']} images)."
     )
     lines.append(
-        f"{b}: on area-matched IoU, dense roll-out is {says('dense-rollout - chance', 'iou_area')} chance and "
-        f"{says('dense-rollout - prediction', 'iou_area')} the prediction; on the pointing game it is "
-        f"{says('dense-rollout - chance', 'pointing_game')} chance and "
-        f"{says('dense-rollout - prediction', 'pointing_game')} the prediction (95 % bootstrap intervals "
+        f"{b}: on area-matched IoU dense roll-out is {says(d, 'dense-rollout - chance', 'iou_area')} chance and "
+        f"{says(d, 'dense-rollout - prediction', 'iou_area')} the prediction; on the pointing game it is "
+        f"{says(d, 'dense-rollout - chance', 'pointing_game')} chance and "
+        f"{says(d, 'dense-rollout - prediction', 'pointing_game')} the prediction (95 % bootstrap intervals "
         "of the paired differences)."
     )
-lines.append(f"Profile {profile}; models of seed {seeds[0]}; records under {out_dir / 'localisation'}.")
+lines.append(f"Profile {profile}; models of seed {seed0}; records under {chap.show(chap.path('localisation'))}.")
 report.summary(lines)

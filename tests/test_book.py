@@ -48,11 +48,28 @@ def test_config_executes_nothing_and_bundles_mathjax():
 
 
 def test_colab_set_up_installs_from_the_configured_repository():
-    """The repository URL is written once (book/_config.yml); every set-up cell uses it."""
+    """The repository URL is written once (book/_config.yml); every set-up cell is written from it."""
+    from test_notebooks import _load_colab_tool
+
+    colab = _load_colab_tool()
     url = config()["repository"]["url"].rstrip("/")
+    assert colab.repository_url() == url
     for path in NOTEBOOKS:
-        setup = next(c for c in read(path).cells if "google.colab" in c.source)
+        setup = next(c for c in read(path).cells if "colab" in c.metadata.get("tags", []))
         assert f"git+{url}" in setup.source, f"{path.name}: set-up cell does not install from {url}"
+        assert setup.source.strip() == colab.setup_cell(url).strip(), f"{path.name}: run `make colab`"
+
+
+def test_make_colab_points_every_chapter_at_a_fork(tmp_path):
+    """Changing repository.url and running the tool rewrites each set-up cell (what `make colab` does)."""
+    from test_notebooks import _load_colab_tool
+
+    colab = _load_colab_tool()
+    text = NOTEBOOKS[0].read_text()
+    fork = colab.with_setup_cell(text, "https://github.com/someone/lifestudy-fork")
+    assert "git+https://github.com/someone/lifestudy-fork" in fork
+    assert "git+" + config()["repository"]["url"].rstrip("/") not in fork
+    assert colab.with_setup_cell(fork, config()["repository"]["url"].rstrip("/")) == text  # and back
 
 
 def test_colab_link():

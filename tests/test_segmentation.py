@@ -120,7 +120,11 @@ def test_weighted_loss_and_dice_combine():
     with pytest.raises(ConfigError, match="dice_weight"):
         SegLossConfig(dice_weight=-1)
     with pytest.raises(ConfigError, match="class_weighting"):
-        SegLossConfig.from_options({"class_weighting": "balanced"})
+        SegLossConfig.from_options({"seg_loss": {"class_weighting": "balanced"}})
+    with pytest.raises(ConfigError, match="unknown field"):
+        SegLossConfig.from_options({"seg_loss": {"focal": 2.0}})
+    assert SegLossConfig.from_options({}) == SegLossConfig()
+    assert SegLossConfig.from_options({"seg_loss": {"dice_weight": 1}}).dice_weight == 1.0
 
 
 def test_prior_init_sets_the_first_prediction_to_the_class_prior():
@@ -140,8 +144,8 @@ def test_engine_run_with_the_imbalance_remedies(tmp_path, fmnist_root):
     from lifestudy.engine import TrainConfig, train
     from lifestudy.engine.checkpoint import load_run
 
-    opts = {"train_length": 8, "test_length": 4, "class_weighting": "median", "dice_weight": 1.0,
-            "prior_init": True, "data_options": {"source": "fashion-mnist"}}
+    opts = {"train_length": 8, "test_length": 4, "data_options": {"source": "fashion-mnist"},
+            "seg_loss": {"class_weighting": "median", "dice_weight": 1.0, "prior_init": True}}
     cfg = TrainConfig(task="segmentation", data="scenes-seg", model="deit_test_patch4_32", profile="smoke",
                       img_size=(32, 32), epochs=1, root=str(fmnist_root), quiet=True, options=opts,
                       out=str(tmp_path / "run"))

@@ -15,7 +15,8 @@ attention roll-out and checkpoint initialisation address it like a classifier.
 **Class imbalance.** Most pixels of a scene (and of Cityscapes' road and sky) belong to a
 few classes, and a segmenter trained with plain cross-entropy first learns to predict
 those everywhere. :class:`SegmentationLoss` offers the three usual remedies, each
-switchable (:class:`SegLossConfig`, all off by default):
+switchable (:class:`SegLossConfig`, all off by default; a profile sets them in
+``DataSettings.seg_loss``, a run in ``TrainConfig.options["seg_loss"]``):
 
 - **class-weighted cross-entropy** (``class_weighting``): per-class weights from the
   training pixels' class frequencies ``f_k`` (:func:`pixel_frequencies`): ``"median"``,
@@ -177,11 +178,17 @@ class SegLossConfig:
         return self.class_weighting != "none" or self.prior_init
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "SegLossConfig":
-        """The fields found in a run's ``options`` (others keep their defaults)."""
-        return cls(class_weighting=str(options.get("class_weighting", cls.class_weighting)),
-                   dice_weight=float(options.get("dice_weight", cls.dice_weight)),
-                   prior_init=bool(options.get("prior_init", cls.prior_init)))
+    def from_options(cls, options: dict[str, Any] | None) -> "SegLossConfig":
+        """The loss of a run: the fields in its ``options["seg_loss"]`` (the profile's
+        ``DataSettings.seg_loss``, then the run's own), the others at their defaults."""
+        given = dict((options or {}).get("seg_loss") or {})
+        unknown = set(given) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"seg_loss: unknown field(s) {sorted(unknown)}; known: "
+                              f"{', '.join(cls.__dataclass_fields__)}")
+        return cls(class_weighting=str(given.get("class_weighting", cls.class_weighting)),
+                   dice_weight=float(given.get("dice_weight", cls.dice_weight)),
+                   prior_init=bool(given.get("prior_init", cls.prior_init)))
 
 
 def pixel_frequencies(dataset, num_classes: int, ignore_index: int | None = 255,
