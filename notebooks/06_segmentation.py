@@ -21,7 +21,7 @@
 # LIFE works on rectangular patch grids.
 #
 # **What you need.** In the `cpu` profile: nothing to download (the scenes are generated
-# from Fashion-MNIST items), about 4 minutes on 2 CPU cores. In the `paper` profile:
+# from Fashion-MNIST items), about 8-10 minutes on 2 CPU cores (12 runs). In the `paper` profile:
 # Cityscapes and a GPU.
 
 # %% [markdown]

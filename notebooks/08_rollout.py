@@ -218,7 +218,8 @@ for b in seg.backbones:
         f"{b} (segmentation mIoU {miou:.1f} %): Dense Attention Roll-Out pointing game "
         f"{ci(s['dense-rollout']['pointing_game'])}, energy inside the mask {ci(s['dense-rollout']['energy'])}, "
         f"area-matched IoU {ci(s['dense-rollout']['iou_area'])}; the prediction it is weighted by "
-        f"{ci(s['prediction']['pointing_game'])} / {ci(s['prediction']['energy'])} / {ci(s['prediction']['iou_area'])}; "
+        f"{ci(s['prediction']['pointing_game'])} / {ci(s['prediction']['energy'])} / "
+        f"{ci(s['prediction']['iou_area'])}; "
         f"chance {chance['pointing_game']['mean']:.3f} / {chance['energy']['mean']:.3f} / "
         f"{chance['iou_area']['mean']:.3f} ({full['n_pairs']} image-class pairs, {full['n_images']} images)."
     )
