@@ -142,7 +142,7 @@ def test_prior_init_sets_the_first_prediction_to_the_class_prior():
 @pytest.mark.slow
 def test_engine_run_with_the_imbalance_remedies(tmp_path, fmnist_root):
     from lifestudy.engine import TrainConfig, train
-    from lifestudy.engine.checkpoint import load_run
+    from lifestudy.engine import load_run
 
     opts = {"train_length": 8, "test_length": 4, "data_options": {"source": "fashion-mnist"},
             "seg_loss": {"class_weighting": "median", "dice_weight": 1.0, "prior_init": True}}
