@@ -8,7 +8,7 @@ Our own numbers always come from run records (:mod:`lifestudy.records`).
 
 from __future__ import annotations
 
-__all__ = ["CITATION", "SOURCE", "COMPLEXITY", "DETECTION", "SEGMENTATION", "LABEL"]
+__all__ = ["CITATION", "SOURCE", "COMPLEXITY", "DETECTION", "SEGMENTATION", "segmentation_rows", "LABEL"]
 
 LABEL = "paper"
 CITATION = "Akkaya et al., arXiv 2305.08551 (Pattern Recognition 2024)"
@@ -34,11 +34,29 @@ DETECTION: dict[str, dict[str, float]] = {
     "encdec-life": {"params_m": 28.19, "gmacs": 14.45, "map": 31.37, "f1": 41.80},
 }
 
-#: Cityscapes semantic segmentation, random initialisation (paper's segmentation table).
-SEGMENTATION: dict[str, dict[str, float]] = {
-    "deit_tiny": {"params_m": 10.13, "gmacs": 10.50, "miou": 31.89},
-    "deit_tiny_life": {"params_m": 10.21, "gmacs": 10.58, "miou": 33.73},
-}
+#: Cityscapes semantic segmentation (params M, GMACs, mIoU %): every row of the paper's
+#: segmentation table (official repository README, ``docs/segmentation_results.png``), one
+#: dict per row. ``init`` is "random" or "imagenet-1k"; ``backbone`` the paper's name;
+#: ``needs_pretrained`` marks the rows whose backbone starts from ImageNet-1k weights, which
+#: this study's offline machines cannot download. Use :func:`segmentation_rows` to select.
+SEGMENTATION: list[dict[str, float | str | bool]] = [
+    dict(init=init, backbone=backbone, params_m=p, gmacs=g, miou=m, needs_pretrained=init != "random")
+    for init, backbone, p, g, m in [
+        ("random", "DeiT-T", 10.13, 10.50, 31.89),
+        ("random", "DeiT-T-LIFE", 10.21, 10.58, 33.73),
+        ("imagenet-1k", "DeiT-T", 10.13, 10.50, 58.62),
+        ("imagenet-1k", "DeiT-T-LIFE", 10.21, 10.58, 59.17),
+        ("imagenet-1k", "Swinv2-T", 32.36, 23.95, 59.37),
+        ("imagenet-1k", "Swinv2-T-LIFE", 32.52, 24.20, 60.25),
+    ]
+]
+
+
+def segmentation_rows(init: str | None = None) -> dict[str, dict]:
+    """The paper's segmentation rows for one ``init`` ("random", "imagenet-1k"; None:
+    all), keyed by the paper's backbone name: ``{"DeiT-T": {"params_m", "gmacs", "miou",
+    ...}, ...}``."""
+    return {r["backbone"]: r for r in SEGMENTATION if init is None or r["init"] == init}
 
 # Classification accuracies (top-1, %) of the paper's tables are added by the
 # classification chapter's owner as CLASSIFICATION = {dataset: {model: acc}}, each

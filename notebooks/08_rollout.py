@@ -92,14 +92,19 @@ chap.banner()
 #
 # **Measured, not just drawn.** On the scenes every item's mask is known. For every test
 # image and every item class present in it, the map is upsampled to the image and
-# scored by the *pointing game* (is the map's maximum inside the class's mask?) and by
+# scored by the *pointing game* (is the map's maximum inside the class's mask?), by the
+# *energy inside the mask* (the share of the map's mass that lies on the object), and by
 # the IoU of the map's top region with the mask, where the region is the mask's own
 # number of highest-valued pixels (so every method gets the same pixel budget). The
 # alternatives: the same weighting of the last layer's attention alone (`last-layer`),
 # the class-token roll-out where the backbone has a class token (`cls-rollout`,
-# class-agnostic), and the token weights themselves (`prediction`), the baseline an
-# attention map must beat to say something the prediction does not. Chance levels are
-# reported beside them.
+# class-agnostic), a centre prior (a Gaussian in the middle of the image, `centre`), and
+# the token weights themselves (`prediction`), the baseline an attention map must beat
+# to say something the prediction does not. Chance levels are reported beside them.
+# Every score comes with a 95 % bootstrap interval over images (an image's classes are
+# resampled together), and the comparisons that matter -- dense roll-out against the
+# prediction, the centre prior and chance -- are paired differences on the same images
+# with their own intervals (`lifestudy.rollout.localisation`).
 
 # %% [markdown]
 # ## The models
@@ -130,19 +135,47 @@ for b, run_dir in run_dirs.items():
 records = chap.records("localisation")
 scores = {row["provenance.model"]: read_json(row["path"]) for _, row in records.iterrows()}
 table = localisation.localisation_table(scores)
-columns = ["model", "method", "pointing_game", "iou_area", "iou_half_max", "n_pairs"]
-table[[c for c in columns if c in table]].round(3)
+metrics = ["pointing_game", "energy", "iou_area"]
+
+
+def with_interval(df, metric):
+    return df.apply(lambda r: f"{r[metric]:.3f} [{r[metric + '_low']:.3f}, {r[metric + '_high']:.3f}]", axis=1)
+
+
+shown = table[["model", "method", "n_pairs"]].copy()
+for metric in metrics:
+    shown[metric] = with_interval(table, metric)
+shown
+
+# %% [markdown]
+# The paired differences (the first map minus the second, on the same images) with their
+# 95 % bootstrap intervals; "better" or "worse" is said only where the interval excludes 0.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-for ax, metric, label in zip(axes, ["pointing_game", "iou_area"],
-                             ["pointing game (fraction of hits)", "top-region IoU (area-matched)"]):
+diff = localisation.localisation_table(scores, differences=True)
+
+
+def verdict(r, metric):
+    return "better" if r[metric + "_low"] > 0 else "worse" if r[metric + "_high"] < 0 else "not resolved"
+
+
+shown_diff = diff[["model", "difference"]].copy()
+for metric in metrics:
+    shown_diff[metric] = with_interval(diff, metric)
+    shown_diff[metric + " verdict"] = diff.apply(verdict, axis=1, metric=metric)
+shown_diff
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+for ax, metric, label in zip(axes, metrics, ["pointing game (fraction of hits)", "energy inside the mask",
+                                              "top-region IoU (area-matched)"]):
     pivot = table.pivot(index="method", columns="model", values=metric)
-    err = table.pivot(index="method", columns="model", values=f"{metric}_sem")
-    pivot.plot.barh(xerr=err, ax=ax, capsize=2)
+    low = pivot - table.pivot(index="method", columns="model", values=f"{metric}_low")
+    high = table.pivot(index="method", columns="model", values=f"{metric}_high") - pivot
+    pivot.plot.barh(xerr=[[low[c].values, high[c].values] for c in pivot.columns], ax=ax, capsize=2)
     ax.set_xlabel(label)
     ax.set_ylabel("map")
-fig.suptitle(chap.caption(f"Localisation on {study.n_images} {seg.dataset} test images (± s.e.m.)"))
+fig.suptitle(chap.caption(f"Localisation on {study.n_images} {seg.dataset} test images (95 % bootstrap intervals)"))
 plt.show()
 
 # %% [markdown]
@@ -167,16 +200,35 @@ for b, run_dir in run_dirs.items():
 # ## Summary
 
 # %%
+def ci(v):
+    return f"{v['mean']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+
+
+def says(d, key, metric):
+    v = d[key][metric]
+    return "better than" if v["low"] > 0 else "worse than" if v["high"] < 0 else "not resolved against"
+
+
 lines = []
 for b in seg.backbones:
-    s, chance = scores[b]["metrics"], scores[b]["chance"]
+    full = scores[b]["scores"]
+    s, d, chance = full["methods"], full["differences"], full["chance"]
+    miou = read_json(Path(run_dirs[b]) / "record.json")["metrics"]["miou"]
     lines.append(
-        f"{b}: Dense Attention Roll-Out pointing game {s['dense-rollout']['pointing_game']:.3f}, "
-        f"area-matched IoU {s['dense-rollout']['iou_area']:.3f}; last layer "
-        f"{s['last-layer']['pointing_game']:.3f} / {s['last-layer']['iou_area']:.3f}; "
-        f"the prediction itself {s['prediction']['pointing_game']:.3f} / {s['prediction']['iou_area']:.3f} "
-        f"(chance {chance['pointing_game']:.3f} / {chance['iou_area']:.3f}; "
-        f"{scores[b]['n_pairs']} image-class pairs)."
+        f"{b} (segmentation mIoU {miou:.1f} %): Dense Attention Roll-Out pointing game "
+        f"{ci(s['dense-rollout']['pointing_game'])}, energy inside the mask {ci(s['dense-rollout']['energy'])}, "
+        f"area-matched IoU {ci(s['dense-rollout']['iou_area'])}; the prediction it is weighted by "
+        f"{ci(s['prediction']['pointing_game'])} / {ci(s['prediction']['energy'])} / "
+        f"{ci(s['prediction']['iou_area'])}; "
+        f"chance {chance['pointing_game']['mean']:.3f} / {chance['energy']['mean']:.3f} / "
+        f"{chance['iou_area']['mean']:.3f} ({full['n_pairs']} image-class pairs, {full['n_images']} images)."
+    )
+    lines.append(
+        f"{b}: on area-matched IoU dense roll-out is {says(d, 'dense-rollout - chance', 'iou_area')} chance and "
+        f"{says(d, 'dense-rollout - prediction', 'iou_area')} the prediction; on the pointing game it is "
+        f"{says(d, 'dense-rollout - chance', 'pointing_game')} chance and "
+        f"{says(d, 'dense-rollout - prediction', 'pointing_game')} the prediction (95 % bootstrap intervals "
+        "of the paired differences)."
     )
 lines.append(f"Profile {profile}; models of seed {seed0}; records under {chap.show(chap.path('localisation'))}.")
 report.summary(lines)

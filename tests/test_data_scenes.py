@@ -168,3 +168,55 @@ def test_normalisation_statistics_describe_the_canvases(fmnist_root):
 def test_bad_options(fmnist_root, options, match):
     with pytest.raises(ConfigError, match=match):
         data.build_dataset("scenes", "train", root=fmnist_root, **options)
+
+
+def _same_canvas(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
+def test_a_split_is_rendered_once_and_read_back_from_its_cache_file(fmnist_root, tmp_path, monkeypatch):
+    kw = {"root": fmnist_root, "source": "fashion-mnist", "length": 12, "cache": tmp_path / "cache"}
+    first = data.build_dataset("scenes", "train", seed=5, **kw)
+    assert not first.cache_path.exists()  # nothing drawn until the first item is asked for
+    first[3]
+    assert first.cache_path.is_file() and first.cache_path.parent == tmp_path / "cache"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.cache_path.name]  # no temp file left
+    fresh = data.build_dataset("scenes", "train", seed=5, **{**kw, "cache": False})
+    # a second dataset draws nothing: it reads the file, canvas for canvas what drawing gives
+    from lifestudy.data import scenes
+
+    monkeypatch.setattr(scenes, "render_scene", lambda *a, **k: pytest.fail("drew a canvas again"))
+    again = data.build_dataset("scenes", "train", seed=5, **kw)
+    for i in (0, 3, 11):
+        assert _same_canvas(again.render(i), first.render(i))
+    monkeypatch.undo()
+    for i in (0, 3, 11):
+        assert _same_canvas(again.render(i), fresh.render(i))
+    canvas = again.render(0)
+    canvas["image"][:] = 0  # callers get copies
+    assert not np.array_equal(again.render(0)["image"], canvas["image"])
+
+
+@pytest.mark.parametrize("change", [{"seed": 6}, {"length": 13}, {"size": (64, 128)}, {"clutter": (0, 1)},
+                                    {"split": "test"}])
+def test_the_cache_key_follows_every_option(fmnist_root, tmp_path, change):
+    kw = {"root": fmnist_root, "source": "fashion-mnist", "length": 12, "seed": 5, "cache": tmp_path}
+    base = data.build_dataset("scenes", "train", **kw)
+    split = change.pop("split", "train")
+    other = data.build_dataset("scenes", split, **{**kw, **change})
+    assert other.cache_path != base.cache_path
+    # the variants share one file: the canvases are the same
+    assert data.build_dataset("scenes-seg", "train", **kw).cache_path == base.cache_path
+
+
+def test_a_broken_cache_file_is_drawn_again_and_an_unwritable_folder_is_no_error(fmnist_root, tmp_path):
+    kw = {"root": fmnist_root, "source": "fashion-mnist", "length": 6, "cache": tmp_path}
+    ds = data.build_dataset("scenes", "train", **kw)
+    ds.cache_path.write_bytes(b"not an npz")
+    fresh = data.build_dataset("scenes", "train", **{**kw, "cache": False})
+    assert _same_canvas(ds.render(2), fresh.render(2))
+    assert np.load(ds.cache_path)["offsets"].shape == (7,)  # replaced by a good file
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the folder would be")
+    ro = data.build_dataset("scenes", "train", **{**kw, "cache": blocked / "cache"})
+    assert _same_canvas(ro.render(2), fresh.render(2))  # kept in memory

@@ -374,11 +374,17 @@ def test_segmenter_default_weights_are_its_own_predictions(segmenter):
 def test_score_map_perfect_and_opposite():
     mask = torch.zeros(8, 8, dtype=torch.bool)
     mask[2:5, 3:6] = True
-    assert score_map(mask.float(), mask) == {"pointing_game": 1.0, "iou_area": 1.0, "iou_half_max": 1.0}
-    assert score_map((~mask).float(), mask) == {"pointing_game": 0.0, "iou_area": 0.0, "iou_half_max": 0.0}
+    assert score_map(mask.float(), mask) == {"pointing_game": 1.0, "energy": 1.0, "iou_area": 1.0,
+                                             "iou_half_max": 1.0}
+    assert score_map((~mask).float(), mask) == {"pointing_game": 0.0, "energy": 0.0, "iou_area": 0.0,
+                                                "iou_half_max": 0.0}
     ramp = torch.arange(64.0).view(8, 8)  # top-9 pixels: the last 9 in raster order
     s = score_map(ramp, mask)
     assert s["pointing_game"] == 0.0 and s["iou_area"] == 0.0
+    assert s["energy"] == pytest.approx(float(ramp[mask].sum() / ramp.sum()))
+    # a uniform map puts the mask's area fraction of its mass on it; negative values count as 0
+    assert score_map(torch.ones(8, 8), mask)["energy"] == pytest.approx(9 / 64)
+    assert score_map(mask.float() * 2 - 1, mask)["energy"] == 1.0
 
 
 def tiny_scenes(n=3):
@@ -398,14 +404,21 @@ def test_localisation_scores_on_known_masks(segmenter):
     data = tiny_scenes()
     scores = localisation_scores(segmenter, data, n=3, batch_size=2, mean=(0.5,) * 3, std=(0.25,) * 3)
     assert scores["n_images"] == 3 and scores["n_pairs"] == 6
-    assert set(scores["methods"]) == {"dense-rollout", "last-layer", "cls-rollout", "prediction"}
+    assert set(scores["methods"]) == {"dense-rollout", "last-layer", "cls-rollout", "prediction", "centre"}
     for metrics in scores["methods"].values():
-        assert set(metrics) == {"pointing_game", "iou_area", "iou_half_max"}
-        assert all(0.0 <= v["mean"] <= 1.0 for v in metrics.values())
+        assert set(metrics) == {"pointing_game", "energy", "iou_area", "iou_half_max"}
+        for v in metrics.values():
+            assert 0.0 <= v["low"] <= v["mean"] <= v["high"] <= 1.0
     q = np.array([80, 96] * 3) / (32 * 32 - 32)
     assert scores["chance"]["pointing_game"]["mean"] == pytest.approx(q.mean())
+    assert scores["chance"]["energy"]["mean"] == pytest.approx(q.mean())
+    diff = scores["differences"]["dense-rollout - prediction"]["iou_area"]
+    m = scores["methods"]
+    assert diff["mean"] == pytest.approx(m["dense-rollout"]["iou_area"]["mean"] - m["prediction"]["iou_area"]["mean"])
     table = localisation_table({"DeiT-T-LIFE": scores})
-    assert set(table["method"]) == {"dense-rollout", "last-layer", "cls-rollout", "prediction", "chance"}
+    assert set(table["method"]) == {"dense-rollout", "last-layer", "cls-rollout", "prediction", "centre", "chance"}
+    assert {"energy_low", "energy_high"} <= set(table.columns)
+    assert set(localisation_table({"x": scores}, differences=True)["difference"]) == set(scores["differences"])
     with pytest.raises(ConfigError, match="mean and std"):
         localisation_scores(segmenter, data, n=1)
 
@@ -468,7 +481,7 @@ def test_cli_draws_class_maps_of_a_segmentation_run(runs, tmp_path):
                "--method", "all", "--out", out) == 0
     rec = read_json(tmp_path / "maps.json")
     assert out.stat().st_size > 0 and rec["kind"] == "rollout" and rec["index"] == 1
-    assert rec["methods"] == ["dense-rollout", "last-layer", "cls-rollout", "prediction"]
+    assert rec["methods"] == ["dense-rollout", "last-layer", "cls-rollout", "prediction", "centre"]
     assert rec["metrics"]["dense-rollout"]  # scored against the scene's masks
     assert rec["provenance"]["model"] == "deit_test_patch4_32_life"
 
@@ -481,9 +494,13 @@ def test_cli_scores_a_segmentation_run(runs, tmp_path, capsys):
     assert cli("rollout", "--checkpoint", runs / "seg", "--data", "scenes-seg", "--score", 4, "--out", out) == 0
     rec = read_json(out)
     assert rec["kind"] == "localisation" and rec["n_images"] == 4
-    assert set(rec["metrics"]) == {"dense-rollout", "last-layer", "cls-rollout", "prediction"}
+    assert set(rec["metrics"]) == {"dense-rollout", "last-layer", "cls-rollout", "prediction", "centre"}
+    for method, cis in rec["ci"].items():
+        for metric, (low, high) in cis.items():
+            assert low <= rec["metrics"][method][metric] <= high
+    assert "dense-rollout - prediction" in rec["differences"]
     table = localisation_table({"seg": rec})
-    assert len(table) == 5 and table["pointing_game"].between(0, 1).all()
+    assert len(table) == 6 and table["pointing_game"].between(0, 1).all()
     assert "chance" in capsys.readouterr().out
 
 
@@ -513,3 +530,29 @@ def test_cli_explains_bad_input(runs, tmp_path, capsys, run, argv, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_bootstrap_interval_over_images():
+    from lifestudy.rollout.localisation import bootstrap_mean
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 4, size=200)
+    sums = rng.binomial(counts, 0.3).astype(float)  # per image: hits among its pairs
+    s = bootstrap_mean(sums, counts)
+    assert s["mean"] == pytest.approx(sums.sum() / counts.sum())
+    m = s["mean"]  # the ratio estimator's delta-method interval, which the bootstrap should agree with
+    half = 1.96 * np.sqrt(((sums - m * counts) ** 2).sum()) / counts.sum()
+    assert s["low"] < m < s["high"]
+    assert s["low"] == pytest.approx(m - half, abs=0.01) and s["high"] == pytest.approx(m + half, abs=0.01)
+    few = bootstrap_mean(sums[:20], counts[:20])
+    assert few["high"] - few["low"] > s["high"] - s["low"]  # fewer images, wider interval
+    same = bootstrap_mean(np.full(5, 2.0), np.full(5, 4))
+    assert same["low"] == same["mean"] == same["high"] == 0.5
+
+
+def test_centre_prior_peaks_in_the_middle():
+    from lifestudy.rollout.localisation import centre_prior
+
+    c = centre_prior((8, 16))
+    assert c.shape == (8, 16) and torch.allclose(c, c.flip(0)) and torch.allclose(c, c.flip(1))
+    assert c[3:5, 7:9].min() == c.max() and c[0, 0] == c.min()

@@ -24,10 +24,22 @@ Everything is a pure function of ``(seed, split, index)``: any canvas can be pro
 its own, in any order, in any worker. Train canvases draw items (and distractor
 fragments) only from the source's training images, test canvases only from its test
 images, so the splits share no source image.
+
+**Rendered once.** Drawing costs a few milliseconds a canvas, which a small model's epoch
+would pay again and again. So a split is rendered in full on its first use and kept in a
+file, ``<data root>/scenes-cache/<key>.npz``, written atomically (temp file + rename,
+:func:`lifestudy.records.atomic_write`); ``key`` is a hash of everything a canvas depends
+on (:data:`GENERATOR_VERSION`, item source and pool size, split, seed, number of canvases,
+the :class:`SceneConfig`), so a changed option never reads a stale file. Later runs, and
+later epochs, read the arrays; where the folder cannot be written the canvases stay in
+memory only. ``cache=DIR`` puts the files in another folder; ``cache=False`` draws every
+item anew (what the determinism tests compare against).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -43,7 +55,8 @@ from lifestudy.data.catalog import Source, default_root, register_source
 from lifestudy.data.spec import DIGITS_CLASSES, SPECS, DatasetSpec
 from lifestudy.errors import ConfigError, DatasetError
 
-__all__ = ["SceneConfig", "Scenes", "render_scene", "item_pool", "SCENE_VARIANTS", "ITEM_SOURCES"]
+__all__ = ["SceneConfig", "Scenes", "render_scene", "item_pool", "SCENE_VARIANTS", "ITEM_SOURCES",
+           "GENERATOR_VERSION", "CACHE_DIR"]
 
 #: which targets each name returns
 SCENE_VARIANTS = {
@@ -55,6 +68,12 @@ _SPLIT_CODE = {"train": 0, "test": 1}
 _DEFAULT_LENGTH = {"train": 2000, "test": 500}
 #: where the items come from; the first is the default (every profile that makes claims)
 ITEM_SOURCES = ("fashion-mnist", "digits")
+#: Part of every cache key: raise it whenever :func:`render_scene` draws differently.
+GENERATOR_VERSION = 1
+#: The cache's folder under the data root.
+CACHE_DIR = "scenes-cache"
+#: Per-canvas arrays with one entry per item, stored concatenated with offsets.
+_PER_ITEM = ("masks", "boxes", "labels", "sources", "visible_fraction")
 
 
 @dataclass(frozen=True)
@@ -257,13 +276,15 @@ class Scenes(Dataset):
 
     Items are ``(tv_tensors.Image uint8 (3, H, W), target)`` with the target keys of
     :data:`SCENE_VARIANTS` for ``variant``; ``transform`` is a ``torchvision.transforms.v2``
-    callable applied to ``(image, target)``.
+    callable applied to ``(image, target)``. ``cache``: True keeps the rendered split in
+    ``<root>/scenes-cache/`` (module docstring), a folder keeps it there, False draws
+    every item on demand.
     """
 
     def __init__(self, split: str, variant: str = "scenes", cfg: SceneConfig = SceneConfig(),
                  length: int | None = None, seed: int = 0, source: str = ITEM_SOURCES[0],
                  root: str | Path | None = None, transform: Callable | None = None,
-                 cache: bool = True):
+                 cache: bool | str | Path = True):
         if split not in _SPLIT_CODE:
             raise ConfigError(f"scenes: split must be 'train' or 'test', got {split!r}")
         if variant not in SCENE_VARIANTS:
@@ -277,23 +298,79 @@ class Scenes(Dataset):
         self.images, self.item_labels, names = item_pool(self.source, split, root)
         self.classes = list(names)
         self.transform = transform
-        # rendered canvases (about 20 kB each at 64x64), so later epochs cost no drawing
-        self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
+        # the whole split's canvases, rendered (or read from the cache file) on first use
+        folder = Path(cache) if isinstance(cache, (str, Path)) else root / CACHE_DIR
+        self.cache_path: Path | None = folder / f"{self.cache_key()}.npz" if cache else None
+        self._arrays: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.length
 
+    def cache_key(self) -> str:
+        """A name for this split's canvases: ``<split>-<H>x<W>-seed<seed>-n<length>-<hash>``,
+        the hash over everything that a canvas depends on (module docstring)."""
+        H, W = self.cfg.size
+        what = {"version": GENERATOR_VERSION, "source": self.source, "pool": len(self.images),
+                "split": self.split, "seed": self.seed, "length": self.length, "cfg": asdict(self.cfg)}
+        digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{self.split}-{H}x{W}-seed{self.seed}-n{self.length}-{digest}"
+
+    def _draw(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, _SPLIT_CODE[self.split], int(index)])
+        return render_scene(self.cfg, self.images, self.item_labels, rng)
+
+    def canvases(self) -> dict[str, np.ndarray]:
+        """Every canvas of the split as stacked arrays (``image`` (L, H, W, 3), ``semantic``
+        (L, H, W) uint8; the per-item arrays concatenated, item ``j`` of canvas ``i`` at
+        ``offsets[i] + j``, masks bit-packed): from the cache file when it is there, else
+        drawn now and written to it (atomically; kept in memory where it cannot be, or with
+        ``cache=False``)."""
+        if self._arrays is not None:
+            return self._arrays
+        if self.cache_path is not None and self.cache_path.is_file():
+            try:
+                with np.load(self.cache_path) as f:
+                    arrays = {k: f[k] for k in f.files}
+                if len(arrays["offsets"]) == self.length + 1:
+                    self._arrays = arrays
+                    return arrays
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable or foreign: draw again and replace it
+        drawn = [self._draw(i) for i in range(self.length)]
+        counts = np.array([len(s["labels"]) for s in drawn])
+        H, W = self.cfg.size
+        arrays = {
+            "image": np.stack([s["image"] for s in drawn]),
+            "semantic": np.stack([s["semantic"] for s in drawn]).astype(np.uint8),
+            "offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            **{k: np.concatenate([s[k] for s in drawn]) for k in _PER_ITEM},
+        }
+        arrays["masks"] = np.packbits(arrays["masks"].reshape(-1, H * W), axis=1)
+        from lifestudy.records import atomic_write
+
+        try:
+            if self.cache_path is not None:
+                with atomic_write(self.cache_path, "wb") as f:
+                    np.savez(f, **arrays)
+        except OSError:
+            pass  # a read-only data root: the canvases stay in memory for this process
+        if self.cache_path is not None:
+            self._arrays = arrays
+        return arrays
+
     def render(self, index: int) -> dict[str, np.ndarray]:
-        """The canvas and all its targets as numpy arrays (see :func:`render_scene`)."""
+        """The canvas and all its targets as numpy arrays (see :func:`render_scene`); fresh
+        copies, so callers may modify what they get."""
         if not 0 <= index < self.length:
             raise IndexError(f"scene {index} out of range 0..{self.length - 1}")
-        if self._cache is not None and index in self._cache:
-            s = self._cache[index]  # copies: callers may modify what they get
-            return {k: v.astype(np.int64) if k == "semantic" else v.copy() for k, v in s.items()}
-        rng = np.random.default_rng([self.seed, _SPLIT_CODE[self.split], int(index)])
-        s = render_scene(self.cfg, self.images, self.item_labels, rng)
-        if self._cache is not None:
-            self._cache[index] = {**s, "semantic": s["semantic"].astype(np.uint8)}
+        if self.cache_path is None:
+            return self._draw(index)
+        a = self.canvases()
+        lo, hi = int(a["offsets"][index]), int(a["offsets"][index + 1])
+        H, W = self.cfg.size
+        s = {"image": a["image"][index].copy(), "semantic": a["semantic"][index].astype(np.int64),
+             **{k: a[k][lo:hi].copy() for k in _PER_ITEM}}
+        s["masks"] = np.unpackbits(s["masks"], axis=1, count=H * W).reshape(-1, H, W).astype(bool)
         return s
 
     def __getitem__(self, index: int):
@@ -316,7 +393,8 @@ class Scenes(Dataset):
 
     def describe(self) -> dict[str, Any]:
         return {"split": self.split, "variant": self.variant, "length": self.length,
-                "seed": self.seed, "source": self.source, **asdict(self.cfg)}
+                "seed": self.seed, "source": self.source, **asdict(self.cfg),
+                "cache": None if self.cache_path is None else str(self.cache_path)}
 
 
 @register_source

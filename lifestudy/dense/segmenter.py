@@ -11,17 +11,43 @@ Cityscapes' 2:1 frames.
 
 ``segmenter.backbone`` is the timm model itself (prefix tokens kept inside it), so
 attention roll-out and checkpoint initialisation address it like a classifier.
+
+**Class imbalance.** Most pixels of a scene (and of Cityscapes' road and sky) belong to a
+few classes, and a segmenter trained with plain cross-entropy first learns to predict
+those everywhere. :class:`SegmentationLoss` offers the three usual remedies, each
+switchable (:class:`SegLossConfig`, all off by default; a profile sets them in
+``DataSettings.seg_loss``, a run in ``TrainConfig.options["seg_loss"]``):
+
+- **class-weighted cross-entropy** (``class_weighting``): per-class weights from the
+  training pixels' class frequencies ``f_k`` (:func:`pixel_frequencies`): ``"median"``,
+  median-frequency balancing ``median(f) / f_k`` (Eigen & Fergus, ICCV 2015, section 4.2;
+  SegNet's choice); ``"enet"``, ``1 / ln(1.02 + f_k)`` (Paszke et al., "ENet", 2016,
+  section 5.2: bounded, so rare classes cannot dominate); ``"inverse_sqrt"``,
+  ``1 / sqrt(f_k)``; each rescaled so the average pixel weighs 1, keeping the loss on the
+  scale the learning rate was set for;
+- **Dice** (``dice_weight``): the soft multi-class Dice loss ``1 - mean_k 2|P_k Y_k| /
+  (|P_k| + |Y_k|)`` on the softmax (Milletari et al., "V-Net", 3DV 2016; averaged over
+  classes as in Sudre et al., "Generalised Dice overlap", DLMIA 2017, without their
+  re-weighting), added to the cross-entropy with this weight; it scores every class's
+  overlap equally, as mIoU does;
+- **a prior on the logits** (``prior_init``): the classifier's bias starts at
+  ``log f_k``, so the first predictions are the class prior and the early updates go to
+  telling classes apart rather than learning their frequencies (the "prior probability"
+  initialisation of Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017,
+  section 4.1).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifestudy.errors import ConfigError
 from lifestudy.dense.backbone import (
     backbone_stride,
     backbone_width,
@@ -31,7 +57,21 @@ from lifestudy.dense.backbone import (
     load_backbone_checkpoint,
 )
 
-__all__ = ["PUPDecoder", "Segmenter", "build_segmenter"]
+__all__ = [
+    "PUPDecoder",
+    "Segmenter",
+    "build_segmenter",
+    "SegLossConfig",
+    "SegmentationLoss",
+    "CLASS_WEIGHTINGS",
+    "pixel_frequencies",
+    "class_weights",
+    "soft_dice_loss",
+    "init_class_prior",
+]
+
+#: ``SegLossConfig.class_weighting`` rules (module docstring).
+CLASS_WEIGHTINGS = ("none", "median", "enet", "inverse_sqrt")
 
 
 class PUPDecoder(nn.Module):
@@ -115,3 +155,124 @@ def build_segmenter(backbone: str, num_classes: int, img_size: tuple[int, int] |
     seg.head_config = {"dim": dim, "num_stages": num_stages}
     seg.init_report = load_backbone_checkpoint(bb, init) if init else None
     return seg
+
+
+# ----------------------------------------------------------------------------- the loss
+@dataclass(frozen=True)
+class SegLossConfig:
+    """How a segmenter is trained against class imbalance (module docstring); recorded
+    with each run through ``TrainConfig.options``."""
+
+    class_weighting: str = "none"  # none | median | enet | inverse_sqrt: weights of the cross-entropy
+    dice_weight: float = 0.0  # weight of the soft Dice loss added to the cross-entropy (0: off)
+    prior_init: bool = False  # start the classifier's bias at the log class frequencies
+
+    def __post_init__(self):
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ConfigError(f"class_weighting {self.class_weighting!r} is not one of {CLASS_WEIGHTINGS}")
+        if not self.dice_weight >= 0:
+            raise ConfigError(f"dice_weight must be >= 0, got {self.dice_weight}")
+
+    @property
+    def needs_frequencies(self) -> bool:
+        return self.class_weighting != "none" or self.prior_init
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> "SegLossConfig":
+        """The loss of a run: the fields in its ``options["seg_loss"]`` (the profile's
+        ``DataSettings.seg_loss``, then the run's own), the others at their defaults."""
+        given = dict((options or {}).get("seg_loss") or {})
+        unknown = set(given) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"seg_loss: unknown field(s) {sorted(unknown)}; known: "
+                              f"{', '.join(cls.__dataclass_fields__)}")
+        return cls(class_weighting=str(given.get("class_weighting", cls.class_weighting)),
+                   dice_weight=float(given.get("dice_weight", cls.dice_weight)),
+                   prior_init=bool(given.get("prior_init", cls.prior_init)))
+
+
+def pixel_frequencies(dataset, num_classes: int, ignore_index: int | None = 255,
+                      max_items: int = 512) -> torch.Tensor:
+    """Share of the labelled pixels in each class, ``(K,)``, over the dataset's semantic
+    masks (at most ``max_items`` of them, evenly spaced; generated scenes are counted in
+    full from their rendered arrays). Classes never seen get a small floor (half a pixel)
+    so their log and inverse stay finite."""
+    if callable(getattr(dataset, "canvases", None)):  # generated scenes: every canvas, as rendered
+        labels = torch.from_numpy(dataset.canvases()["semantic"]).long().flatten()
+    else:
+        n = len(dataset)
+        idx = sorted({int(i * n / min(n, max_items)) for i in range(min(n, max_items))})
+        labels = torch.cat([torch.as_tensor(dataset[i][1]["semantic"]).as_subclass(torch.Tensor).long().flatten()
+                            for i in idx])
+    if ignore_index is not None:
+        labels = labels[labels != ignore_index]
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ConfigError(f"the masks hold labels outside 0..{num_classes - 1}; is num_classes right?")
+    counts = torch.bincount(labels, minlength=num_classes).double().clamp(min=0.5)
+    return (counts / counts.sum()).float()
+
+
+def class_weights(freq: torch.Tensor, rule: str) -> torch.Tensor | None:
+    """Cross-entropy weights ``(K,)`` from class frequencies by ``rule`` (module
+    docstring), scaled so that ``sum_k f_k w_k = 1``; None for ``"none"``."""
+    if rule not in CLASS_WEIGHTINGS:
+        raise ConfigError(f"class_weighting {rule!r} is not one of {CLASS_WEIGHTINGS}")
+    if rule == "none":
+        return None
+    freq = freq.double()
+    w = {"median": lambda f: f.median() / f, "enet": lambda f: 1.0 / torch.log(1.02 + f),
+         "inverse_sqrt": lambda f: f.rsqrt()}[rule](freq)
+    return (w / (w * freq).sum()).float()
+
+
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = 255,
+                   smooth: float = 1.0) -> torch.Tensor:
+    """``1 - mean_k (2 sum P_k Y_k + s) / (sum P_k + sum Y_k + s)`` over the batch's
+    labelled pixels, ``P`` the softmax of ``logits`` (B, K, H, W), ``Y`` one-hot labels."""
+    K = logits.shape[1]
+    prob = logits.float().softmax(1)
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    onehot = F.one_hot(labels.masked_fill(~valid, 0), K).permute(0, 3, 1, 2).float()
+    v = valid[:, None].float()
+    prob, onehot = prob * v, onehot * v
+    inter = (prob * onehot).sum((0, 2, 3))
+    denom = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    return 1.0 - ((2 * inter + smooth) / (denom + smooth)).mean()
+
+
+class SegmentationLoss(nn.Module):
+    """Per-pixel cross-entropy (optionally class-weighted) plus ``dice_weight`` x soft Dice.
+
+    Args:
+        cfg: what to switch on.
+        weights: ``(K,)`` cross-entropy weights (:func:`class_weights`), or None.
+        ignore_index: label of pixels left out.
+    """
+
+    def __init__(self, cfg: SegLossConfig = SegLossConfig(), weights: torch.Tensor | None = None,
+                 ignore_index: int | None = 255):
+        super().__init__()
+        self.cfg = cfg
+        self.ignore_index = -100 if ignore_index is None else int(ignore_index)
+        self.register_buffer("weights", weights, persistent=False)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, {"loss_ce", "loss_dice"})`` for logits (B, K, H, W) and labels (B, H, W)."""
+        w = None if self.weights is None else self.weights.to(logits.device)
+        ce = F.cross_entropy(logits.float(), labels, weight=w, ignore_index=self.ignore_index)
+        logs = {"loss_ce": ce.detach()}
+        loss = ce
+        if self.cfg.dice_weight > 0:
+            dice = soft_dice_loss(logits, labels, self.ignore_index)
+            loss = loss + self.cfg.dice_weight * dice
+            logs["loss_dice"] = dice.detach()
+        return loss, logs
+
+
+@torch.no_grad()
+def init_class_prior(segmenter: Segmenter, freq: torch.Tensor) -> None:
+    """Set the classifier's bias to ``log freq`` (the prior initialisation above)."""
+    bias = segmenter.decoder.classifier.bias
+    if bias.shape != freq.shape:
+        raise ConfigError(f"{len(freq)} class frequencies for a classifier of {len(bias)} classes")
+    bias.copy_(freq.log().to(bias))

@@ -104,7 +104,10 @@ def score_run(run: str | os.PathLike, n: int | None = 200, data: str | None = No
               out: str | os.PathLike | None = None, device: str = "cpu", head_fusion: str = "mean",
               discard_ratio: float = 0.0, batch_size: int = 16) -> dict:
     """Localisation scores of a segmentation run on the first ``n`` test images, as a record
-    (``kind: "localisation"``); written atomically to ``out`` when given.
+    (``kind: "localisation"``): per method the means (``metrics``), standard errors and 95 %
+    bootstrap intervals over images (``ci``), chance, and the paired ``differences``
+    (:func:`lifestudy.rollout.localisation.localisation_scores`); written atomically to
+    ``out`` when given.
 
     Args:
         run: the run folder.
@@ -136,8 +139,12 @@ def score_run(run: str | os.PathLike, n: int | None = 200, data: str | None = No
         "data": spec.name,
         "metrics": {m: {k: v["mean"] for k, v in d.items()} for m, d in scores["methods"].items()},
         "sem": {m: {k: v["sem"] for k, v in d.items()} for m, d in scores["methods"].items()},
+        "ci": {m: {k: [v["low"], v["high"]] for k, v in d.items()} for m, d in scores["methods"].items()},
         "chance": {k: v["mean"] for k, v in scores["chance"].items()},
-        **{k: scores[k] for k in ("n_images", "n_pairs", "threshold_rules", "head_fusion",
+        "differences": {d: {k: {"mean": v["mean"], "ci": [v["low"], v["high"]]} for k, v in m.items()}
+                        for d, m in scores["differences"].items()},
+        "scores": scores,  # everything, as lifestudy.rollout.localisation.localisation_table reads it
+        **{k: scores[k] for k in ("n_images", "n_pairs", "confidence", "threshold_rules", "head_fusion",
                                   "discard_ratio", "unavailable")},
         "provenance": provenance(profile=cfg.profile, dataset=spec.name, split="test", model=cfg.model,
                                  seed=cfg.seed, device=device, wall_time_s=round(time.time() - start, 2)),

@@ -11,6 +11,15 @@ divides works (Cityscapes is 2:1; scenes are drawn at the run's size).
 decoder width (``{"decoder_dim": 128}``; default SETR-PUP's 256), the number of scene
 canvases (``train_length``, ``test_length``) and whether to load timm's pretrained backbone
 weights (``pretrained``).
+
+Class imbalance: ``options["seg_loss"]`` (the profile's ``DataSettings.seg_loss``; the
+fields of :class:`lifestudy.dense.segmenter.SegLossConfig`, each remedy's source in
+:mod:`lifestudy.dense.segmenter`) may weight the cross-entropy by the training pixels'
+class frequencies (``class_weighting``: ``none`` | ``median`` | ``enet`` |
+``inverse_sqrt``), add a soft Dice loss (``dice_weight``) and start the classifier's bias
+at the log class frequencies (``prior_init``). The frequencies are counted once, before
+training, over the training split (generated scenes: every canvas, from their cache).
+The per-epoch ``loss_ce`` / ``loss_dice`` go to ``metrics.csv``.
 """
 
 from __future__ import annotations
@@ -18,11 +27,17 @@ from __future__ import annotations
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lifestudy.dense import SegmentationMetrics, build_segmenter
 from lifestudy.dense.backbone import patch_grid
+from lifestudy.dense.segmenter import (
+    SegLossConfig,
+    SegmentationLoss,
+    class_weights,
+    init_class_prior,
+    pixel_frequencies,
+)
 from lifestudy.dense.transforms import build_dense_datasets, collate_dense
 from lifestudy.errors import ConfigError
 from lifestudy.tasks.base import Task, register_task
@@ -47,6 +62,7 @@ class Segmentation(Task):
     def __init__(self) -> None:
         self.ignore_index = 255
         self.class_names: tuple[str, ...] = ()
+        self.criterion = SegmentationLoss()
 
     def build_model(self, cfg, spec) -> nn.Module:
         if spec.task != "segmentation":
@@ -79,13 +95,19 @@ class Segmentation(Task):
     def prepare(self, model, cfg, spec, device) -> None:
         self._remember(spec)
         SegmentationMetrics(spec.num_classes)  # imports torchmetrics now, not inside the timed evaluation
+        loss_cfg = SegLossConfig.from_options(cfg.options)
+        weights = None
+        if loss_cfg.needs_frequencies:
+            freq = pixel_frequencies(self.build_datasets(cfg, spec)[0], spec.num_classes, self.ignore_index)
+            weights = class_weights(freq, loss_cfg.class_weighting)
+            if loss_cfg.prior_init:  # a resumed run's checkpoint replaces it, as it should
+                init_class_prior(unwrap(model), freq.to(device))
+        self.criterion = SegmentationLoss(loss_cfg, weights, self.ignore_index)
 
     def loss(self, model, batch, cfg):
         images, targets = batch
         labels = torch.stack([t["semantic"].as_subclass(torch.Tensor) for t in targets]).long()
-        logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
-        return loss, {}
+        return self.criterion(model(images), labels)
 
     @torch.no_grad()
     def evaluate(self, model, loader, device) -> dict[str, float]:
