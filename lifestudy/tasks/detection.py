@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lifestudy.dense import DetectionMetrics, DetrHeadConfig, SetCriterion, build_detector, normalize_boxes, postprocess
+from lifestudy.dense import (DetectionMetrics, DetrHeadConfig, LossWeights, SetCriterion, build_detector,
+                             normalize_boxes, postprocess)
 from lifestudy.dense.backbone import patch_grid
 from lifestudy.dense.transforms import build_dense_datasets, collate_dense
 from lifestudy.errors import ConfigError
@@ -33,8 +34,10 @@ __all__ = ["Detection", "HEAD_SIZES", "SCORE_THRESHOLD"]
 #: thread of a shared 2-core machine; the head is ~1/3 of the detector's parameters);
 #: paper: DETR's (width 256, 6 + 6 layers, MLP 2048, 100 queries).
 HEAD_SIZES: dict[str, DetrHeadConfig] = {
-    "smoke": DetrHeadConfig(dim=48, num_heads=3, enc_depth=1, dec_depth=1, mlp_ratio=2.0, num_queries=10),
-    "cpu": DetrHeadConfig(dim=96, num_heads=3, enc_depth=2, dec_depth=2, mlp_ratio=2.0, num_queries=16),
+    "smoke": DetrHeadConfig(dim=48, num_heads=3, enc_depth=1, dec_depth=1, mlp_ratio=2.0, num_queries=10,
+                            box_refine=True, spatial_prior=True),
+    "cpu": DetrHeadConfig(dim=96, num_heads=3, enc_depth=2, dec_depth=2, mlp_ratio=2.0, num_queries=16,
+                          box_refine=True, spatial_prior=True),
     "paper": DetrHeadConfig(),
 }
 
@@ -77,13 +80,13 @@ class Detection(Task):
         return build_dense_datasets(cfg, spec)
 
     def prepare(self, model, cfg, spec, device) -> None:
-        self.criterion = SetCriterion(spec.num_classes).to(device)
+        self.criterion = criterion_for(model).to(device)
         DetectionMetrics(spec.num_classes)  # imports torchmetrics now, not inside the timed evaluation
 
     def loss(self, model, batch, cfg):
         images, targets = batch
         if self.criterion is None:
-            self.criterion = SetCriterion(model_num_classes(model)).to(images.device)
+            self.criterion = criterion_for(model).to(images.device)
         H, W = images.shape[-2:]
         norm_targets = [{"labels": t["labels"], "boxes": normalize_boxes(t["boxes"], (H, W))} for t in targets]
         return self.criterion(model(images), norm_targets)
@@ -91,13 +94,26 @@ class Detection(Task):
     @torch.no_grad()
     def evaluate(self, model, loader, device) -> dict[str, float]:
         metric = DetectionMetrics(model_num_classes(model), score_threshold=SCORE_THRESHOLD, class_metrics=False)
+        sigmoid = _inner(model).head.config.focal
         for images, targets in loader:
             images = images.to(device)
-            metric.update(postprocess(model(images), images.shape[-2:]), targets)
+            metric.update(postprocess(model(images), images.shape[-2:], sigmoid=sigmoid), targets)
         return {k: v for k, v in metric.compute().items() if isinstance(v, float)}
+
+
+def _inner(model: nn.Module) -> nn.Module:
+    """The detector inside a DDP / EMA / torch.compile wrapper."""
+    for attr in ("module", "_orig_mod", "module"):
+        model = getattr(model, attr, model)
+    return model
 
 
 def model_num_classes(model: nn.Module) -> int:
     """Object classes of a (possibly DDP- or EMA-wrapped) detector."""
-    inner = getattr(model, "module", model)
-    return int(inner.num_classes)
+    return int(_inner(model).num_classes)
+
+
+def criterion_for(model: nn.Module) -> SetCriterion:
+    """The set loss the detector's head config asks for (weights, focal or softmax)."""
+    inner = _inner(model)
+    return SetCriterion(inner.num_classes, LossWeights.from_head(inner.head.config))
