@@ -388,6 +388,17 @@ def test_complexity_of_heads_and_paper_rows():
     assert paper_row["label"] == "paper" and paper_row["params_m"] == 28.19
 
 
+def test_paper_detection_table_has_every_row():
+    from lifestudy import paper
+
+    assert len(paper.DETECTION) == 6 * 3  # 6 (init, backbone) groups x 3 heads
+    assert {(r["init"], r["needs_pretrained"]) for r in paper.DETECTION} == {("random", False), ("imagenet-1k", True)}
+    life = paper.detection_rows("random", "DeiT-T-LIFE")
+    assert life["encdec-life"]["map"] == 32.21 and life["encdec"]["f1"] == 37.49
+    assert paper.detection_rows("imagenet-1k", "Swinv2-T-LIFE")["encdec-linear"]["map"] == 81.27
+    assert set(paper.DETECTION_BACKBONES) == {r["backbone"] for r in paper.DETECTION}
+
+
 def test_init_from_grey_classifier_into_rgb_backbone(tmp_path):
     import timm
 
