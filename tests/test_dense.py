@@ -211,6 +211,17 @@ def test_detection_metrics_perfect_predictions():
     assert res["map"] == pytest.approx(100.0)
     assert res["map_50"] == pytest.approx(100.0)
     assert res["f1"] == pytest.approx(100.0)
+    assert res["map_50_agnostic"] == pytest.approx(100.0)
+
+
+def test_agnostic_map_counts_found_objects_with_wrong_classes():
+    gt = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([0, 1])}]
+    pred = [{"boxes": gt[0]["boxes"].clone(), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 0])}]
+    metric = DetectionMetrics(num_classes=2)
+    metric.update(pred, gt)
+    res = metric.compute()
+    assert res["map_50"] == pytest.approx(0.0) and res["f1"] == 0.0
+    assert res["map_50_agnostic"] == pytest.approx(100.0)  # both found, both misnamed
 
 
 def test_f1_rule_known_answer():
