@@ -27,51 +27,35 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import paper, report
-from lifestudy.engine import TrainConfig
-from lifestudy.profiles import get_profile
+from lifestudy import chapters, paper, report
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/02_classification
+out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.classification
-seeds = list(seeds) if seeds is not None else list(prof.seeds)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "02_classification"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("02_classification", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -80,10 +64,10 @@ report.run_banner(profile, seeds, device)
 # trained with every seed, with the same recipe (DeiT's {cite:p}`touvron2021deit`, scaled
 # down by the profile; it is recorded in full with each run). In the `paper` profile
 # ResNet-18 and ResNet-50 {cite:p}`he2016resnet` are trained beside them as the CNN
-# reference, as in the paper.
+# reference, as in the paper (the study's `references`, trained alone, not in pairs).
 
 # %%
-cnn_references = {"paper": ["resnet18", "resnet50"]}.get(profile, [])  # trained alone, not in pairs
+prof = chap.profile
 plan = pd.DataFrame(
     [
         {
@@ -101,17 +85,12 @@ plan = pd.DataFrame(
 plan
 
 # %%
-report.ensure_data(study.datasets, data_root)
-configs = [
-    TrainConfig(
-        task="classification", data=d, model=m, profile=profile, seed=s, root=data_root,
-        device=device, quiet=True, out=str(out_dir / d / m / f"seed{s}"),
-    )
+_ = chap.train(
+    chap.config("classification", d, m, s, out=(d, m, f"seed{s}"))
     for d in study.datasets
-    for m in [*(m for pair in study.models for m in pair), *cnn_references]
-    for s in seeds
-]
-_ = report.train_all(configs, reuse=reuse_runs)
+    for m in [*(m for pair in study.models for m in pair), *study.references]
+    for s in chap.seeds
+)
 
 # %% [markdown]
 # ## Results
@@ -119,11 +98,11 @@ _ = report.train_all(configs, reuse=reuse_runs)
 # Every number below is read back from the runs' records.
 
 # %%
-runs = report.chapter_records(out_dir, kind="train")
+runs = chap.records("train")
 runs = runs.rename(columns={"provenance.dataset": "dataset", "provenance.model": "model",
                             "provenance.seed": "seed", "metrics.top1": "top-1 (%)"})
 pair_of = {m: (base, i) for base, life in study.models for i, m in enumerate((base, life))}
-pair_of.update({m: (m, 2) for m in cnn_references})
+pair_of.update({m: (m, 2) for m in study.references})
 runs["pair"] = runs["model"].map(lambda m: pair_of[m][0])
 runs["LIFE"] = runs["model"].map(lambda m: ("baseline", "with LIFE", "CNN reference")[pair_of[m][1]])
 stats = report.mean_std(runs, ["dataset", "model"], "top-1 (%)")
@@ -146,7 +125,7 @@ g = sns.catplot(
     dodge=0.3, errorbar="sd", capsize=0.1, sharey=False, height=3.6, aspect=1.1,
 )
 g.set_axis_labels("model", "top-1 accuracy (%)")
-g.figure.suptitle(report.caption("Top-1 accuracy, mean ± sd over seeds", profile, seeds), y=1.04)
+g.figure.suptitle(chap.caption("Top-1 accuracy, mean ± sd over seeds"), y=1.04)
 plt.show()
 
 # %% [markdown]
@@ -182,5 +161,5 @@ for (dataset, pair), row in gain.iterrows():
         f"(paired gain {row[('gain (points)', 'mean')]:+.2f} ± {row[('gain (points)', 'std')]:.2f} points, "
         f"{int(row[('gain (points)', 'count')])} seeds)."
     )
-lines.append(f"Profile {profile}; seeds {report.seeds_text(seeds)}; records under {out_dir}.")
+lines.append(f"Profile {profile}; seeds {report.seeds_text(chap.seeds)}; records under {chap.show()}.")
 report.summary(lines)

@@ -26,51 +26,35 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import report
-from lifestudy.engine import TrainConfig
-from lifestudy.profiles import get_profile
+from lifestudy import chapters, report
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds for this study
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/03_data_size
+out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.sweep
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "03_data_size"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("03_data_size", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -82,27 +66,21 @@ report.run_banner(profile, seeds, device)
 # %%
 base_model, life_model = study.models
 pd.DataFrame({"dataset": [study.dataset], "images per class": [list(study.subsets)],
-              "baseline": [base_model], "with LIFE": [life_model], "seeds": [seeds]})
+              "baseline": [base_model], "with LIFE": [life_model], "seeds": [chap.seeds]})
 
 # %%
-report.ensure_data([study.dataset], data_root)
-configs = [
-    TrainConfig(
-        task="classification", data=study.dataset, model=m, profile=profile, seed=s,
-        subset=n, root=data_root, device=device, quiet=True,
-        out=str(out_dir / f"n{n}" / m / f"seed{s}"),
-    )
+_ = chap.train(
+    chap.config("classification", study.dataset, m, s, subset=n, out=(f"n{n}", m, f"seed{s}"))
     for n in study.subsets
     for m in study.models
-    for s in seeds
-]
-_ = report.train_all(configs, reuse=reuse_runs)
+    for s in chap.seeds
+)
 
 # %% [markdown]
 # ## Accuracy against images per class
 
 # %%
-runs = report.chapter_records(out_dir, kind="train")
+runs = chap.records("train")
 runs = runs.rename(columns={"provenance.model": "model", "provenance.seed": "seed",
                             "provenance.subset": "images per class", "metrics.top1": "top-1 (%)"})
 runs["LIFE"] = runs["model"].map({base_model: "baseline", life_model: "with LIFE"})
@@ -132,7 +110,7 @@ ax2.set_title("paired gain of LIFE, mean ± sd")
 for ax in (ax1, ax2):  # label the subset sizes themselves, not powers of ten
     ax.set_xticks(list(study.subsets), [str(n) for n in study.subsets])
     ax.minorticks_off()
-fig.suptitle(report.caption(f"{study.dataset}: {base_model} vs {life_model}", profile, seeds))
+fig.suptitle(chap.caption(f"{study.dataset}: {base_model} vs {life_model}"))
 plt.show()
 
 # %% [markdown]
@@ -149,6 +127,6 @@ smallest, largest = gain.index.min(), gain.index.max()
 lines.append(
     f"The gain goes from {gain.loc[smallest][('gain (points)', 'mean')]:+.2f} points at {smallest} "
     f"to {gain.loc[largest][('gain (points)', 'mean')]:+.2f} at {largest} images per class "
-    f"(profile {profile}, seeds {report.seeds_text(seeds)})."
+    f"(profile {profile}, seeds {report.seeds_text(chap.seeds)})."
 )
 report.summary(lines)

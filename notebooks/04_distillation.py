@@ -27,51 +27,35 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import report
-from lifestudy.engine import TrainConfig
-from lifestudy.profiles import get_profile
+from lifestudy import chapters, report
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds for this study
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/04_distillation
+out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.distillation
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "04_distillation"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("04_distillation", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The teacher
@@ -82,35 +66,26 @@ report.run_banner(profile, seeds, device)
 # the first seed.
 
 # %%
-report.ensure_data([study.dataset], data_root)
-teacher_dir = out_dir / "teacher" / study.teacher / f"seed{seeds[0]}"
-teacher_cfg = TrainConfig(
-    task="classification", data=study.dataset, model=study.teacher, profile=profile,
-    seed=seeds[0], root=data_root, device=device, quiet=True, out=str(teacher_dir),
-)
-_ = report.train_all([teacher_cfg], reuse=reuse_runs)
+seed0 = chap.seeds[0]
+teacher = chap.config("classification", study.dataset, study.teacher, seed0, out=("teacher", study.teacher, f"seed{seed0}"))
+_ = chap.train([teacher])
 
 # %% [markdown]
 # ## The students
 
 # %%
 base_model, life_model = study.students
-configs = [
-    TrainConfig(
-        task="classification", data=study.dataset, model=m, profile=profile, seed=s,
-        teacher=str(teacher_dir), root=data_root, device=device, quiet=True,
-        out=str(out_dir / "students" / m / f"seed{s}"),
-    )
+_ = chap.train(
+    chap.config("classification", study.dataset, m, s, teacher=teacher.out, out=("students", m, f"seed{s}"))
     for m in study.students
-    for s in seeds
-]
-_ = report.train_all(configs, reuse=reuse_runs)
+    for s in chap.seeds
+)
 
 # %% [markdown]
 # ## Results
 
 # %%
-runs = report.chapter_records(out_dir, kind="train")
+runs = chap.records("train")
 runs = runs.rename(columns={"provenance.model": "model", "provenance.seed": "seed",
                             "metrics.top1": "top-1 (%)"})
 role = {study.teacher: "teacher (CNN)", base_model: "student", life_model: "student with LIFE"}
@@ -131,7 +106,7 @@ ax.axhline(teacher_acc, ls="--", color="C3", label=f"teacher {study.teacher}")
 ax.set_xlabel("")
 ax.set_ylabel("top-1 accuracy (%)")
 ax.legend(loc="lower right")
-ax.set_title(report.caption(f"Distilled students on {study.dataset}", profile, seeds), fontsize=9)
+ax.set_title(chap.caption(f"Distilled students on {study.dataset}"), fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -140,7 +115,7 @@ plt.show()
 # %%
 s_base, s_life = stats.loc["student"].iloc[0], stats.loc["student with LIFE"].iloc[0]
 report.summary([
-    f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {seeds[0]}).",
+    f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {seed0}).",
     f"Distilled {base_model}: {s_base[('top-1 (%)', 'mean')]:.2f} ± {s_base[('top-1 (%)', 'std')]:.2f} %; "
     f"{life_model}: {s_life[('top-1 (%)', 'mean')]:.2f} ± {s_life[('top-1 (%)', 'std')]:.2f} %.",
     f"Paired gain of LIFE with distillation: {paired['gain (points)'].mean():+.2f} ± "

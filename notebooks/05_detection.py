@@ -32,25 +32,15 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 from pathlib import Path
@@ -59,41 +49,35 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import paper, report, stats
+from lifestudy import chapters, paper, report, stats
 from lifestudy.data import get_spec
 from lifestudy.dense.complexity import detector_complexity
 from lifestudy.engine import TrainConfig
-from lifestudy.profiles import get_profile
-from lifestudy.tasks.detection import HEAD_SIZES
+from lifestudy.tasks.detection import head_sizes
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/05_detection
-init_dir = None  # None: chapter 2's classification runs (runs/<profile>/02_classification)
-scene_canvases = None  # (train, test) generated scenes; None: the profile's choice
+out_dir = None  # None: runs/<profile>/<this chapter>
+init_dir = None  # None: chapter 2's classification runs (runs/<profile>/02_classification), else trained here
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.detection
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-scene_options = (
-    {"train_length": scene_canvases[0], "test_length": scene_canvases[1]} if scene_canvases else {}
-)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "05_detection"
+chap = chapters.setup("05_detection", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+prof = chap.profile
 # The classification runs whose backbones start the "classification" rows: Fashion-MNIST
 # (the scenes' items) when the profile classifies it, else its first dataset; seed 0.
-# Chapter 2's run when it exists, else one trained here (under out_dir) with its settings.
+# Chapter 2's run when it exists, else one trained here (under the run folder) with its settings.
 init_data = "fashion-mnist" if "fashion-mnist" in prof.classification.datasets else prof.classification.datasets[0]
-chapter2 = Path("runs") / profile / "02_classification"
+chapter2 = Path("runs") / prof.name / "02_classification"
 if init_dir is None:
     init_dir = chapter2 if all((chapter2 / init_data / b / "seed0" / "record.json").exists()
-                               for b in study.backbones) else out_dir / "classification_init"
+                               for b in study.backbones) else chap.path("classification_init")
 init_dir = Path(init_dir)
-report.run_banner(profile, seeds, device)
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -110,43 +94,40 @@ report.run_banner(profile, seeds, device)
 # of `DetrHeadConfig`, with its source; the table below lists the profile's values).
 
 # %%
-head_cfg = HEAD_SIZES.get(profile)
+head_cfg = head_sizes(chap.settings.task_options())
 pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
-              "heads": [list(study.heads)], "inits": [["random", "classification"]], "seeds": [seeds]})
+              "heads": [list(study.heads)], "inits": [["random", "classification"]], "seeds": [chap.seeds],
+              "canvases (train, test)": [chap.settings.canvases or "the dataset's own"]})
 
 # %%
-pd.Series({k: v for k, v in vars(head_cfg).items()}, name="detection head").to_frame() if head_cfg else None
+pd.Series(vars(head_cfg), name="detection head").to_frame()
 
 # %%
-report.ensure_data([study.dataset, init_data], data_root)
 init_configs = {
-    b: TrainConfig(task="classification", data=init_data, model=b, profile=profile, seed=0, root=data_root,
+    b: TrainConfig(task="classification", data=init_data, model=b, profile=prof.name, seed=0, root=chap.data_root,
                    device=device, quiet=True, out=str(init_dir / init_data / b / "seed0"))
     for b in study.backbones
 }
-_ = report.train_all(init_configs.values(), reuse=True)  # reused when they exist (chapter 2's)
-print(f"classification init from {init_dir}")
+chapters.ensure_data([init_data], chap.data_root)
+_ = chapters.train_all(init_configs.values(), reuse=True)  # reused when they exist (chapter 2's)
+print(f"classification init from {chap.show(init_dir)}")
 
 # %%
 INITS = {"random": None, "classification": {b: c.out for b, c in init_configs.items()}}
-configs = [
-    TrainConfig(
-        task="detection", data=study.dataset, model=b, head=h, profile=profile, seed=s,
-        init=None if inits is None else inits[b], root=data_root, device=device, quiet=True,
-        options=scene_options, out=str(out_dir / init / h / b / f"seed{s}"),
-    )
+_ = chap.train(
+    chap.config("detection", study.dataset, b, s, head=h, init=None if inits is None else inits[b],
+                out=(init, h, b, f"seed{s}"))
     for init, inits in INITS.items()
     for b in study.backbones
     for h in study.heads
-    for s in seeds
-]
-_ = report.train_all(configs, reuse=reuse_runs)
+    for s in chap.seeds
+)
 
 # %% [markdown]
 # ## Results
 
 # %%
-runs = report.chapter_records(out_dir, kind="train")
+runs = chap.records("train")
 runs = runs[runs["task"] == "detection"].reset_index(drop=True)  # not the classification init runs
 runs = runs.rename(columns={"provenance.model": "backbone", "provenance.seed": "seed",
                             "metrics.map": "mAP (%)", "metrics.map_50": "mAP@0.5 (%)",
@@ -159,7 +140,7 @@ summary_stats = report.mean_std(runs, keys, metrics)
 summary_stats = summary_stats.reindex(pd.MultiIndex.from_product(
     [list(INITS), study.backbones, study.heads], names=keys))
 spec = get_spec(study.dataset)
-size = prof.settings_for(study.dataset).img_size or tuple(spec.input_size)
+size = tuple(runs["provenance.img_size"].iloc[0])  # the input the runs trained at
 cost = pd.DataFrame([
     {"backbone": b, "head": h, **{k: c[k] for k in ("params_m", "gmacs")}}
     for b in study.backbones for h in study.heads
@@ -199,8 +180,8 @@ for ax, term in zip(axes[0], terms):
                  legend=term == terms[-1])
     ax.set_title({"map_50": "test mAP@0.5 (%)", "map_50_agnostic": "class-agnostic (%)"}.get(term, term))
     ax.set_ylabel("")
-fig.suptitle(report.caption(f"Detection on {study.dataset}: loss terms and mAP@0.5 by epoch "
-                            "(solid: random init, dashed: classification init)", profile, seeds))
+fig.suptitle(chap.caption(f"Detection on {study.dataset}: loss terms and mAP@0.5 by epoch "
+                          "(solid: random init, dashed: classification init)"))
 plt.show()
 
 # %%
@@ -210,7 +191,7 @@ for ax, metric in zip(axes, ["mAP@0.5 (%)", "F1 (%)"]):
                   hue="config", errorbar="sd", dodge=0.3, capsize=0.1, ax=ax, order=list(study.heads))
     ax.set_xlabel("detection head")
     ax.set_ylabel(metric.replace("(%)", "(percent)"))
-fig.suptitle(report.caption(f"Detection on {study.dataset}, mean ± sd", profile, seeds))
+fig.suptitle(chap.caption(f"Detection on {study.dataset}, mean ± sd"))
 plt.show()
 
 # %% [markdown]
@@ -285,6 +266,6 @@ for _, d in diffs.iterrows():
                  f"{d['verdict']}.")
 seconds = runs["provenance.wall_time_s"].sum()
 lines.append(f"Training and evaluation took {seconds / 60:.1f} minutes over {len(runs)} runs "
-             f"({seconds / max(len(runs), 1):.0f} s a run) on {report.device_name(device)}.")
-lines.append(f"Profile {profile}; dataset {study.dataset}; records under {out_dir}.")
+             f"({seconds / max(len(runs), 1):.0f} s a run) on {report.device_name(chap.torch_device)}.")
+lines.append(f"Profile {profile}; dataset {study.dataset}; records under {chap.show()}.")
 report.summary(lines)

@@ -176,7 +176,8 @@ def test_tiny_detector_fits_a_handful_of_canvases():
     detector that cannot do this has a bug, whatever it does at scale."""
     from lifestudy.data import build_dataset, get_spec
     from lifestudy.dense.transforms import collate_dense, dense_transform
-    from lifestudy.tasks.detection import HEAD_SIZES
+    from lifestudy.dense import DetrHeadConfig
+    from lifestudy.profiles import get_profile
 
     spec = get_spec("scenes-det")
     ds = build_dataset("scenes-det", "train", transform=dense_transform(spec, (32, 32), train=False, resize=False),
@@ -184,7 +185,7 @@ def test_tiny_detector_fits_a_handful_of_canvases():
     images, targets = collate_dense([ds[i] for i in range(4)])
     norm = [{"labels": t["labels"], "boxes": normalize_boxes(t["boxes"], (32, 32))} for t in targets]
     torch.manual_seed(0)
-    cpu = HEAD_SIZES["cpu"]
+    cpu = DetrHeadConfig().replace(**get_profile("cpu").settings_for("scenes-det").head_sizes)
     det = build_detector("deit_test_patch4_32", num_classes=10, img_size=32,
                          sizes=cpu.replace(dim=48, enc_depth=1, num_queries=8, query_groups=1))
     criterion = SetCriterion(10, LossWeights.from_head(det.head.config))
@@ -426,11 +427,12 @@ def test_init_from_grey_classifier_into_rgb_backbone(tmp_path):
 
 
 def test_scene_options_draw_at_the_run_size():
-    from lifestudy.dense.transforms import SCENE_CANVASES, scene_options
+    from lifestudy.dense.transforms import scene_options
 
-    opts = scene_options("scenes-seg", (32, 64), {}, "train", profile="smoke")
-    assert opts["size"] == (32, 64) and opts["length"] == SCENE_CANVASES["smoke"][0]
+    opts = scene_options("scenes-seg", (32, 64), {"train_length": 12}, "train")
+    assert opts["size"] == (32, 64) and opts["length"] == 12
     assert max(opts["item_size"]) <= 32  # items fit the shorter side
-    opts = scene_options("scenes-det", (64, 64), {"test_length": 7}, "test", profile="paper")
+    opts = scene_options("scenes-det", (64, 64), {"test_length": 7}, "test")
     assert opts == {"size": (64, 64), "length": 7}
-    assert scene_options("voc-det", (512, 512), {}, "train", profile="cpu") == {}
+    assert "length" not in scene_options("scenes-det", (64, 64), {}, "train")  # the scenes' own default
+    assert scene_options("voc-det", (512, 512), {"train_length": 5}, "train") == {}

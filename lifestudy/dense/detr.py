@@ -81,7 +81,7 @@ class DetrHeadConfig:
     Defaults are DETR's sizes and DETR's own training (the paper profile): softmax
     cross-entropy, one group of learned queries, boxes predicted from scratch by each
     decoder layer, auxiliary losses on. The smoke and cpu profiles use smaller heads and
-    turn aids on (``lifestudy.tasks.detection.HEAD_SIZES``); each aid's source is given
+    turn aids on (their ``DataSettings.head_sizes`` in ``lifestudy.profiles``); each aid's source is given
     beside its field, and the detection chapter measures what each one gains.
     """
 

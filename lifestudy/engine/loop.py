@@ -42,6 +42,7 @@ from lifestudy import records
 from lifestudy.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from lifestudy.engine.config import TrainConfig, resolve
 from lifestudy.engine.distributed import Dist, setup, teardown
+from lifestudy.engine.trained import load_teacher
 from lifestudy.errors import ConfigError, LifestudyError
 
 __all__ = ["train", "TrainingDivergedError", "ShardSampler", "seed_everything", "RECORD", "METRICS_CSV"]
@@ -198,6 +199,8 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     seed_everything(cfg.seed + d.rank)
+    if cfg.teacher:  # distillation: the engine loads the trained teacher and hands it to the task
+        task.set_teacher(load_teacher(cfg.teacher, spec, device))
     task.prepare(model, cfg, spec, device)
     train_ds, eval_ds = task.build_datasets(cfg, spec)
     if len(train_ds) == 0 or len(eval_ds) == 0:
