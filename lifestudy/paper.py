@@ -8,7 +8,8 @@ Our own numbers always come from run records (:mod:`lifestudy.records`).
 
 from __future__ import annotations
 
-__all__ = ["CITATION", "SOURCE", "COMPLEXITY", "DETECTION", "SEGMENTATION", "segmentation_rows", "LABEL"]
+__all__ = ["CITATION", "SOURCE", "COMPLEXITY", "DETECTION", "DETECTION_BACKBONES", "detection_rows",
+           "SEGMENTATION", "segmentation_rows", "LABEL"]
 
 LABEL = "paper"
 CITATION = "Akkaya et al., arXiv 2305.08551 (Pattern Recognition 2024)"
@@ -27,12 +28,51 @@ COMPLEXITY: dict[str, dict[str, float]] = {
     "t2t_vit_12_life": {"params_m": 6.59, "gmacs": 1.71},
 }
 
-#: Pascal VOC detection, DeiT-T backbone, random initialisation (paper's detection table).
-DETECTION: dict[str, dict[str, float]] = {
-    "encdec": {"params_m": 27.20, "gmacs": 14.20, "map": 27.31, "f1": 37.52},
-    "encdec-linear": {"params_m": 28.38, "gmacs": 14.50, "map": 29.76, "f1": 40.24},
-    "encdec-life": {"params_m": 28.19, "gmacs": 14.45, "map": 31.37, "f1": 41.80},
+#: Pascal VOC detection (params M, GMACs, mAP %, F1 %): every row of the paper's detection
+#: table (official repository README, ``docs/detection_results.png``), one dict per row.
+#: ``init`` is "random" or "imagenet-1k"; ``backbone`` the paper's name; ``needs_pretrained``
+#: marks the rows whose backbone starts from ImageNet-1k weights, which this study's
+#: offline machines cannot download (our analogue: a backbone initialised from our own
+#: Fashion-MNIST classification run). Use :func:`detection_rows` to select rows.
+DETECTION: list[dict[str, float | str | bool]] = [
+    dict(init=init, backbone=backbone, head=head, params_m=p, gmacs=g, map=m, f1=f,
+         needs_pretrained=init != "random")
+    for init, backbone, rows in [
+        ("random", "DeiT-T", [("encdec", 27.20, 14.20, 27.31, 37.52),
+                              ("encdec-linear", 28.38, 14.50, 29.76, 40.24),
+                              ("encdec-life", 28.19, 14.45, 31.37, 41.80)]),
+        ("random", "DeiT-T-LIFE", [("encdec", 27.27, 14.28, 27.09, 37.49),
+                                   ("encdec-linear", 28.46, 14.58, 29.22, 39.60),
+                                   ("encdec-life", 28.26, 14.53, 32.21, 42.52)]),
+        ("imagenet-1k", "DeiT-T", [("encdec", 27.20, 14.20, 72.12, 79.32),
+                                   ("encdec-linear", 28.38, 14.50, 73.02, 80.12),
+                                   ("encdec-life", 28.19, 14.45, 73.51, 80.42)]),
+        ("imagenet-1k", "DeiT-T-LIFE", [("encdec", 27.27, 14.28, 72.43, 79.68),
+                                        ("encdec-linear", 28.46, 14.58, 73.05, 80.16),
+                                        ("encdec-life", 28.26, 14.53, 73.92, 80.73)]),
+        ("imagenet-1k", "Swinv2-T", [("encdec", 50.07, 27.32, 78.21, 84.48),
+                                     ("encdec-linear", 51.26, 27.62, 78.94, 85.01),
+                                     ("encdec-life", 51.06, 27.57, 80.57, 86.13)]),
+        ("imagenet-1k", "Swinv2-T-LIFE", [("encdec", 50.23, 27.57, 80.24, 85.92),
+                                          ("encdec-linear", 51.41, 27.88, 81.27, 86.73),
+                                          ("encdec-life", 51.22, 27.83, 81.27, 86.68)]),
+    ]
+    for head, p, g, m, f in rows
+]
+
+#: The paper's detection backbones -> the timm names of ours they correspond to.
+DETECTION_BACKBONES: dict[str, str] = {
+    "DeiT-T": "deit_tiny_patch16_224", "DeiT-T-LIFE": "deit_tiny_patch16_224_life",
+    "Swinv2-T": "swinv2_tiny_window8_256", "Swinv2-T-LIFE": "swinv2_tiny_window8_256_life",
 }
+
+
+def detection_rows(init: str | None = None, backbone: str | None = None) -> dict[str, dict]:
+    """The paper's detection rows for one ``init`` and ``backbone`` (paper names), keyed
+    by head: ``{"encdec": {"params_m", "gmacs", "map", "f1", ...}, ...}``."""
+    return {r["head"]: r for r in DETECTION
+            if (init is None or r["init"] == init) and (backbone is None or r["backbone"] == backbone)}
+
 
 #: Cityscapes semantic segmentation (params M, GMACs, mIoU %): every row of the paper's
 #: segmentation table (official repository README, ``docs/segmentation_results.png``), one
@@ -57,6 +97,7 @@ def segmentation_rows(init: str | None = None) -> dict[str, dict]:
     all), keyed by the paper's backbone name: ``{"DeiT-T": {"params_m", "gmacs", "miou",
     ...}, ...}``."""
     return {r["backbone"]: r for r in SEGMENTATION if init is None or r["init"] == init}
+
 
 # Classification accuracies (top-1, %) of the paper's tables are added by the
 # classification chapter's owner as CLASSIFICATION = {dataset: {model: acc}}, each

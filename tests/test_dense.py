@@ -12,6 +12,7 @@ import lifestudy  # noqa: F401  (registers the tiny test backbones)
 from lifestudy.dense import (
     HEADS,
     DetectionMetrics,
+    LossWeights,
     SegmentationMetrics,
     SetCriterion,
     build_detector,
@@ -21,6 +22,7 @@ from lifestudy.dense import (
     normalize_boxes,
     postprocess,
 )
+from lifestudy.dense.detr import box_attention_prior, grid_anchors
 from lifestudy.errors import ConfigError, LifestudyError
 from lifestudy.life import LIFE
 
@@ -100,6 +102,106 @@ def test_normalize_boxes_and_postprocess_invert_each_other():
     assert torch.allclose(det["boxes"], boxes) and det["labels"].tolist() == [1]
 
 
+def test_focal_loss_and_cost_reward_the_right_class():
+    """Deformable DETR's focal terms: a perfect sigmoid prediction costs almost nothing,
+    the matching follows the class when boxes tie, and the loss has gradients."""
+    targets = _targets()
+    out = _perfect_outputs(targets, perm=[torch.tensor([4, 0, 2]), torch.zeros(0, dtype=torch.int64)])
+    out["pred_logits"] = out["pred_logits"][..., :-1]  # no "no object" logit with focal loss
+    weights = LossWeights(focal=True, ce=2.0)
+    rows, cols = hungarian_match(out["pred_logits"], out["pred_boxes"], targets, weights)[0]
+    assert dict(zip(cols.tolist(), rows.tolist())) == {0: 4, 1: 0, 2: 2}
+    _, logs = SetCriterion(3, weights)(out, targets)
+    assert logs["loss_ce"] < 1e-3 and logs["loss_l1"] < 1e-6
+    # the same boxes, classes swapped between queries 4 and 0: the class cost decides
+    swapped = {k: v.clone() for k, v in out.items()}
+    swapped["pred_boxes"][0, [0, 4]] = 0.5
+    rows, cols = hungarian_match(swapped["pred_logits"], swapped["pred_boxes"], targets, weights)[0]
+    assert dict(zip(cols.tolist(), rows.tolist()))[0] == 4
+    logits = torch.zeros(2, 5, 3, requires_grad=True)
+    loss, logs = SetCriterion(3, weights)({"pred_logits": logits, "pred_boxes": torch.rand(2, 5, 4) * 0.5 + 0.25},
+                                          targets)
+    loss.backward()
+    assert logs["loss_ce"] > 0.1 and logits.grad.abs().sum() > 0
+
+
+def test_query_groups_match_each_object_once_per_group():
+    targets = _targets()
+    out = _perfect_outputs(targets, num_queries=5, perm=[torch.tensor([4, 0, 2]), torch.zeros(0, dtype=torch.int64)])
+    grouped = {k: torch.cat([v, v.flip(1)], dim=1) for k, v in out.items()}  # two groups of 5
+    rows, cols = hungarian_match(grouped["pred_logits"], grouped["pred_boxes"], targets, groups=2)[0]
+    assert sorted(cols.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert dict(zip(cols[:3].tolist(), rows[:3].tolist())) == {0: 4, 1: 0, 2: 2}
+    assert dict(zip(cols[3:].tolist(), rows[3:].tolist())) == {0: 5, 1: 9, 2: 7}
+    # two perfect groups cost what one does: the losses are averaged over the groups
+    one, _ = SetCriterion(3)(out, targets)
+    two, _ = SetCriterion(3)({**grouped, "query_groups": 2}, targets)
+    assert two.item() == pytest.approx(one.item(), rel=1e-4)
+
+
+def test_head_aids_shapes_in_train_and_eval():
+    aids = dict(TINY_HEAD, focal=True, box_refine=True, spatial_prior=True, query_groups=3)
+    det = build_detector("deit_test_patch4_32", num_classes=3, img_size=32, **aids)
+    out = det(torch.randn(2, 3, 32, 32))
+    assert out["pred_logits"].shape == (2, 18, 3) and out["query_groups"] == 3  # no "no object" logit
+    assert len(out["aux_outputs"]) == TINY_HEAD["dec_depth"] - 1
+    loss, _ = SetCriterion(3, LossWeights.from_head(det.head.config))(out, _targets())
+    loss.backward()
+    assert det.head.anchors.grad.abs().sum() > 0
+    det.eval()
+    with torch.no_grad():
+        out = det(torch.randn(2, 3, 32, 32))
+    assert out["pred_boxes"].shape == (2, 6, 4) and out["query_groups"] == 1  # inference: one group
+    # before training, every query's box is its grid anchor
+    fresh = build_detector("deit_test_patch4_32", num_classes=3, img_size=32, **dict(TINY_HEAD, box_refine=True))
+    fresh.eval()
+    with torch.no_grad():
+        boxes = fresh(torch.randn(1, 3, 32, 32))["pred_boxes"][0]
+    assert torch.allclose(boxes, grid_anchors(6), atol=1e-5)
+    with pytest.raises(ConfigError, match="box_refine"):
+        build_detector("deit_test_patch4_32", num_classes=3, img_size=32, **dict(TINY_HEAD, spatial_prior=True))
+
+
+def test_box_attention_prior_peaks_inside_the_box():
+    boxes = torch.tensor([[[0.125, 0.875, 0.25, 0.25], [0.9, 0.1, 1.0, 1.0]]])
+    bias = box_attention_prior(boxes, 4, 4).view(2, 4, 4)  # (query, row, col)
+    assert bias[0].argmax() == 3 * 4 + 0 and bias[0, 3, 0] == 0  # the bottom-left cell, its centre
+    assert bias[0, 3, 0] > bias[0, 0, 3] + 5  # far cells are all but masked out
+    assert bias[1].max() - bias[1].min() < bias[0].max() - bias[0].min()  # a big box spreads wide
+
+
+def test_tiny_detector_fits_a_handful_of_canvases():
+    """The set loss, the matching and the head together can fit four generated canvases
+    almost perfectly in a few dozen full-batch steps (with the cpu profile's aids): a
+    detector that cannot do this has a bug, whatever it does at scale."""
+    from lifestudy.data import build_dataset, get_spec
+    from lifestudy.dense.transforms import collate_dense, dense_transform
+    from lifestudy.dense import DetrHeadConfig
+    from lifestudy.profiles import get_profile
+
+    spec = get_spec("scenes-det")
+    ds = build_dataset("scenes-det", "train", transform=dense_transform(spec, (32, 32), train=False, resize=False),
+                       length=4, size=(32, 32), item_size=(12, 32), source="digits")
+    images, targets = collate_dense([ds[i] for i in range(4)])
+    norm = [{"labels": t["labels"], "boxes": normalize_boxes(t["boxes"], (32, 32))} for t in targets]
+    torch.manual_seed(0)
+    cpu = DetrHeadConfig().replace(**get_profile("cpu").settings_for("scenes-det").head_sizes)
+    det = build_detector("deit_test_patch4_32", num_classes=10, img_size=32,
+                         sizes=cpu.replace(dim=48, enc_depth=1, num_queries=8, query_groups=1))
+    criterion = SetCriterion(10, LossWeights.from_head(det.head.config))
+    opt = torch.optim.AdamW(det.parameters(), lr=2e-3, weight_decay=0.0)
+    for _ in range(100):
+        loss, _ = criterion(det(images), norm)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    det.eval()
+    metric = DetectionMetrics(10, class_metrics=False)
+    metric.update(det.predict(images), targets)
+    result = metric.compute()
+    assert result["map_50"] >= 90 and result["f1"] >= 80, result
+
+
 # ----------------------------------------------------------------------------- metrics
 def test_detection_metrics_perfect_predictions():
     gt = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([0, 1])}]
@@ -110,6 +212,17 @@ def test_detection_metrics_perfect_predictions():
     assert res["map"] == pytest.approx(100.0)
     assert res["map_50"] == pytest.approx(100.0)
     assert res["f1"] == pytest.approx(100.0)
+    assert res["map_50_agnostic"] == pytest.approx(100.0)
+
+
+def test_agnostic_map_counts_found_objects_with_wrong_classes():
+    gt = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([0, 1])}]
+    pred = [{"boxes": gt[0]["boxes"].clone(), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 0])}]
+    metric = DetectionMetrics(num_classes=2)
+    metric.update(pred, gt)
+    res = metric.compute()
+    assert res["map_50"] == pytest.approx(0.0) and res["f1"] == 0.0
+    assert res["map_50_agnostic"] == pytest.approx(100.0)  # both found, both misnamed
 
 
 def test_f1_rule_known_answer():
@@ -285,6 +398,17 @@ def test_complexity_of_heads_and_paper_rows():
     paper_row = detector_complexity("deit_tiny_patch16_224", "encdec-life", num_classes=20, img_size=32,
                                     dim=48, num_heads=3, enc_depth=1, dec_depth=1, num_queries=4)["paper"]
     assert paper_row["label"] == "paper" and paper_row["params_m"] == 28.19
+
+
+def test_paper_detection_table_has_every_row():
+    from lifestudy import paper
+
+    assert len(paper.DETECTION) == 6 * 3  # 6 (init, backbone) groups x 3 heads
+    assert {(r["init"], r["needs_pretrained"]) for r in paper.DETECTION} == {("random", False), ("imagenet-1k", True)}
+    life = paper.detection_rows("random", "DeiT-T-LIFE")
+    assert life["encdec-life"]["map"] == 32.21 and life["encdec"]["f1"] == 37.49
+    assert paper.detection_rows("imagenet-1k", "Swinv2-T-LIFE")["encdec-linear"]["map"] == 81.27
+    assert set(paper.DETECTION_BACKBONES) == {r["backbone"] for r in paper.DETECTION}
 
 
 def test_init_from_grey_classifier_into_rgb_backbone(tmp_path):

@@ -53,7 +53,7 @@ def test_cpu_profile_runs_three_seeds_and_fits_its_budget():
     assert len(PROFILES["cpu"].seeds) >= 3
     cpu = PROFILES["cpu"]
     assert cpu.seeds_for(cpu.classification) == list(cpu.seeds)  # names no seeds of its own
-    assert cpu.seeds_for(cpu.sweep) == [0] and cpu.seeds_for(cpu.detection) == [0, 1]
+    assert cpu.seeds_for(cpu.sweep) == [0] and len(cpu.seeds_for(cpu.detection)) >= 3  # issue 14: >= 3 seeds
     assert sum(CPU_BUDGET.values()) <= 45
 
 

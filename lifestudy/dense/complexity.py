@@ -58,7 +58,7 @@ def detector_complexity(backbone: str, head: str = "encdec", num_classes: int = 
                         img_size: int | tuple[int, int] = 224, in_chans: int = 3,
                         sizes: DetrHeadConfig | None = None, **head_kwargs: Any) -> dict[str, Any]:
     """Params and GMACs of a detector; ``paper`` holds the paper's row for ``head`` when
-    the backbone is DeiT-T (its detection table is for DeiT-T backbones).
+    the backbone is one of its table's (its random-init row; the Swin rows are ImageNet-1k).
 
     Args:
         backbone: a registered timm name.
@@ -70,7 +70,8 @@ def detector_complexity(backbone: str, head: str = "encdec", num_classes: int = 
     """
     det = build_detector(backbone, head=head, num_classes=num_classes, img_size=img_size,
                          in_chans=in_chans, aux_loss=False, sizes=sizes, **head_kwargs)
-    row = paper.DETECTION.get(head) if backbone.startswith("deit_tiny_patch16") else None
+    names = {v: k for k, v in paper.DETECTION_BACKBONES.items()}
+    row = paper.detection_rows("random", names[backbone]).get(head) if backbone in names else None
     return {"model": backbone, "head": head, "head_config": det.head_config, "num_classes": num_classes,
             **_count(det, _Outputs(det), img_size, in_chans),
             "paper": dict(row, label=paper.LABEL) if row else None}

@@ -31,6 +31,7 @@ the position embedding added to its keys, as DETR's cross-attention does.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,10 @@ __all__ = [
     "CrossAttention",
     "DecoderBlock",
     "DetrHead",
+    "box_sine_embed",
+    "box_attention_prior",
+    "grid_anchors",
+    "inverse_sigmoid",
     "Detector",
     "build_detector",
 ]
@@ -71,8 +76,14 @@ HEADS: dict[str, tuple[int, int] | None] = {
 
 @dataclass(frozen=True)
 class DetrHeadConfig:
-    """Sizes of the detection head. Defaults are DETR's (the paper profile); the smoke and
-    cpu profiles use smaller heads (their ``DataSettings.head_sizes`` in ``lifestudy.profiles``)."""
+    """Sizes of the detection head and its convergence aids (each switchable).
+
+    Defaults are DETR's sizes and DETR's own training (the paper profile): softmax
+    cross-entropy, one group of learned queries, boxes predicted from scratch by each
+    decoder layer, auxiliary losses on. The smoke and cpu profiles use smaller heads and
+    turn aids on (their ``DataSettings.head_sizes`` in ``lifestudy.profiles``); each aid's source is given
+    beside its field, and the detection chapter measures what each one gains.
+    """
 
     dim: int = 256  # head width C
     num_heads: int = 8
@@ -80,6 +91,36 @@ class DetrHeadConfig:
     dec_depth: int = 6  # decoder layers
     mlp_ratio: float = 8.0  # MLP hidden = mlp_ratio * dim (DETR: 2048 = 8 * 256)
     num_queries: int = 100  # object queries = most detections per image
+    # ---- convergence aids ----------------------------------------------------------
+    # DETR's auxiliary decoding losses: every decoder layer's predictions are matched and
+    # scored, not only the last one's (Carion et al. 2020, section 3.2).
+    aux_loss: bool = True
+    # Sigmoid focal loss for the classes, in the loss and in the matching cost, with no
+    # "no object" logit (Deformable DETR, Zhu et al. ICLR 2021; focal loss: Lin et al. 2017).
+    focal: bool = False
+    # Reference boxes refined layer by layer: each query owns a learned anchor box, its
+    # positional query is an MLP of the box's sine embedding, and every decoder layer
+    # predicts an offset to the previous layer's box in inverse-sigmoid space (DAB-DETR,
+    # Liu et al. ICLR 2022; Deformable DETR's iterative box refinement). Anchors start on
+    # a regular grid over the image (Anchor DETR, Wang et al. AAAI 2022).
+    box_refine: bool = False
+    # One-to-many matching by query groups: in training, ``query_groups`` independent
+    # groups of ``num_queries`` queries, self-attention within a group only, each group
+    # matched one-to-one; inference runs the first group only (Group DETR, Chen et al.
+    # ICCV 2023).
+    query_groups: int = 1
+    # Cross-attention modulated by a Gaussian around each query's reference box (its
+    # centre, spread half its size), added to the attention logits, so a query looks
+    # first where its box is (SMCA, Gao et al. ICCV 2021). Needs ``box_refine``.
+    spatial_prior: bool = False
+    # Loss and matching-cost weights (DETR: class 1, L1 5, GIoU 2, no-object 0.1;
+    # Deformable DETR with focal loss: class 2).
+    class_weight: float = 1.0
+    l1_weight: float = 5.0
+    giou_weight: float = 2.0
+    eos_coef: float = 0.1  # softmax only: weight of the "no object" class
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
 
     def replace(self, **changes: Any) -> "DetrHeadConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -89,6 +130,20 @@ class DetrHeadConfig:
                 f"{', '.join(f.name for f in dataclasses.fields(self))}"
             )
         return dataclasses.replace(self, **changes)
+
+    def __post_init__(self):
+        if self.query_groups < 1 or self.num_queries < 1:
+            raise ConfigError(f"num_queries ({self.num_queries}) and query_groups ({self.query_groups}) "
+                              "must be >= 1")
+        if self.spatial_prior and not self.box_refine:
+            raise ConfigError("spatial_prior needs reference boxes: set box_refine=True as well")
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """The fields that shape the module (the rest only shape its training)."""
+        keys = ("dim", "num_heads", "enc_depth", "dec_depth", "mlp_ratio", "num_queries",
+                "aux_loss", "focal", "box_refine", "query_groups", "spatial_prior")
+        return {k: getattr(self, k) for k in keys}
 
 
 def sincos_pos_embed(gh: int, gw: int, dim: int, temperature: float = 10000.0,
@@ -120,23 +175,34 @@ class CrossAttention(nn.Module):
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor | None = None,
+                attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``attn_bias`` (B, Q, N), optional, is added to every head's attention logits."""
         B, Q, C = x.shape
         N = memory.shape[1]
         keys = memory if memory_pos is None else memory + memory_pos
         q = self.q(x).reshape(B, Q, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k(keys).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.v(memory).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        bias = None if attn_bias is None else attn_bias.unsqueeze(1).to(q.dtype)
         if self.fused_attn:
-            x = F.scaled_dot_product_attention(q, k, v)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
+            if bias is not None:
+                attn = attn + bias
             x = attn.softmax(dim=-1) @ v
         return self.proj(x.transpose(1, 2).reshape(B, Q, C))
 
 
 class DecoderBlock(nn.Module):
-    """Pre-norm DETR decoder layer: query self-attention, cross-attention to the memory, MLP."""
+    """Pre-norm DETR decoder layer: query self-attention, cross-attention to the memory, MLP.
+
+    ``query_pos`` (B, Q, C), the queries' positional embedding, is added to the normed
+    queries before self- and cross-attention (DETR adds it to q and k; here, where timm's
+    self-attention computes q, k, v from one input, it reaches v too). With ``groups`` > 1
+    the Q queries are that many independent groups that do not attend to each other
+    (Group DETR); cross-attention is per query and needs no mask."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 8.0):
         super().__init__()
@@ -147,10 +213,63 @@ class DecoderBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x))
-        x = x + self.cross_attn(self.norm2(x), memory, memory_pos)
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor,
+                query_pos: torch.Tensor | None = None, groups: int = 1,
+                attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        B, Q, C = x.shape
+        h = self.norm1(x) if query_pos is None else self.norm1(x) + query_pos
+        if groups > 1:  # groups become batch entries: attention stays inside a group
+            h = self.self_attn(h.reshape(B * groups, Q // groups, C)).reshape(B, Q, C)
+        else:
+            h = self.self_attn(h)
+        x = x + h
+        h = self.norm2(x) if query_pos is None else self.norm2(x) + query_pos
+        x = x + self.cross_attn(h, memory, memory_pos, attn_bias)
         return x + self.mlp(self.norm3(x))
+
+
+def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``logit(x)`` clamped away from 0 and 1 (Deformable DETR's ``inverse_sigmoid``)."""
+    x = x.clamp(0, 1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def box_sine_embed(boxes: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Sine embedding of normalised (cx, cy, w, h) boxes (..., 4) -> (..., 2 * dim): each
+    coordinate gets ``dim // 2`` sine/cosine features (DAB-DETR's ``gen_sineembed_for_position``)."""
+    n = dim // 2
+    freq = temperature ** (2 * (torch.arange(n, device=boxes.device, dtype=boxes.dtype) // 2) / n)
+    angles = boxes.unsqueeze(-1) * (2 * torch.pi) / freq  # (..., 4, n)
+    emb = torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
+    return emb.flatten(-2)
+
+
+def box_attention_prior(boxes: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """Log of a Gaussian around each box over the grid's cell centres (SMCA's spatial
+    prior): boxes (B, Q, 4) normalised cxcywh -> (B, Q, gh * gw) additive attention logits,
+    0 at the box centre, spread half the box's width / height (at least one cell)."""
+    ys = (torch.arange(gh, device=boxes.device, dtype=boxes.dtype) + 0.5) / gh
+    xs = (torch.arange(gw, device=boxes.device, dtype=boxes.dtype) + 0.5) / gw
+    cx, cy, w, h = boxes.unbind(-1)
+    sx = (w / 2).clamp(min=1 / gw).unsqueeze(-1)
+    sy = (h / 2).clamp(min=1 / gh).unsqueeze(-1)
+    dx = ((xs.view(1, 1, -1) - cx.unsqueeze(-1)) / sx) ** 2  # (B, Q, gw)
+    dy = ((ys.view(1, 1, -1) - cy.unsqueeze(-1)) / sy) ** 2  # (B, Q, gh)
+    return -0.5 * (dy.unsqueeze(-1) + dx.unsqueeze(-2)).flatten(-2)
+
+
+def grid_anchors(num: int) -> torch.Tensor:
+    """``num`` anchor boxes (cx, cy, w, h) with centres on the most nearly square grid
+    over the unit image (row-major) and the size of one grid cell."""
+    rows = max(1, int(math.floor(math.sqrt(num))))
+    while num % rows:
+        rows -= 1
+    cols = num // rows
+    cy = (torch.arange(rows, dtype=torch.float32) + 0.5) / rows
+    cx = (torch.arange(cols, dtype=torch.float32) + 0.5) / cols
+    yy, xx = torch.meshgrid(cy, cx, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten(), torch.full((num,), 1 / cols),
+                        torch.full((num,), 1 / rows)], dim=-1)
 
 
 class DetrHead(nn.Module):
@@ -158,25 +277,25 @@ class DetrHead(nn.Module):
 
     Args:
         in_dim: channels of the backbone's feature grid.
-        num_classes: object classes (the head adds one "no object" logit).
+        num_classes: object classes (the softmax head adds one "no object" logit).
         variant: one of ``HEADS``.
-        dim, num_heads, enc_depth, dec_depth, mlp_ratio, num_queries: head sizes (``DetrHeadConfig``).
-        aux_loss: also return every decoder layer's predictions (DETR's auxiliary losses).
+        config: sizes and convergence aids (:class:`DetrHeadConfig`).
     """
 
-    def __init__(self, in_dim: int, num_classes: int, variant: str = "encdec", dim: int = 256,
-                 num_heads: int = 8, enc_depth: int = 6, dec_depth: int = 6, mlp_ratio: float = 8.0,
-                 num_queries: int = 100, aux_loss: bool = True):
+    def __init__(self, in_dim: int, num_classes: int, variant: str = "encdec",
+                 config: DetrHeadConfig | None = None, **changes: Any):
         super().__init__()
         if variant not in HEADS:
             raise ConfigError(f"unknown detection head {variant!r}; choose one of {list(HEADS)}")
+        cfg = (config or DetrHeadConfig()).replace(**changes)
+        self.config = cfg
         self.variant = variant
         self.num_classes = num_classes
-        self.dim = dim
-        self.aux_loss = aux_loss
+        self.dim = dim = cfg.dim
+        self.aux_loss = cfg.aux_loss
         self.input_proj = nn.Conv2d(in_dim, dim, kernel_size=1)
         self.encoder = nn.ModuleList(
-            [Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(enc_depth)]
+            [Block(dim, cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True) for _ in range(cfg.enc_depth)]
         )
         kernel_sizes = HEADS[variant]
         if kernel_sizes is not None:
@@ -185,27 +304,45 @@ class DetrHead(nn.Module):
             for blk in self.encoder:
                 blk.attn.qkv = LIFE(dim, num_prefix_tokens=0, kernel_sizes=kernel_sizes, bias=True)
         self.enc_norm = nn.LayerNorm(dim)
-        self.query_embed = nn.Parameter(torch.zeros(num_queries, dim))
-        self.decoder = nn.ModuleList([DecoderBlock(dim, num_heads, mlp_ratio) for _ in range(dec_depth)])
+        total_queries = cfg.num_queries * cfg.query_groups
+        if cfg.box_refine:
+            # learned anchors (inverse-sigmoid space), one grid per group
+            anchors = grid_anchors(cfg.num_queries).repeat(cfg.query_groups, 1)
+            self.anchors = nn.Parameter(inverse_sigmoid(anchors))
+            self.query_embed = None
+            self.ref_point_head = Mlp(2 * dim, dim, dim)
+        else:
+            self.anchors = None
+            self.query_embed = nn.Parameter(torch.zeros(total_queries, dim))  # DETR's learned query_pos
+        self.decoder = nn.ModuleList([DecoderBlock(dim, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth)])
         self.dec_norm = nn.LayerNorm(dim)
-        self.class_embed = nn.Linear(dim, num_classes + 1)
+        self.class_embed = nn.Linear(dim, num_classes + (0 if cfg.focal else 1))
         self.bbox_embed = Mlp(dim, dim, 4)  # DETR uses a 3-layer MLP; 2 layers suffice here
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """ViT's init (trunc-normal .02, zero biases); LIFE keeps its own (see its docstring)."""
+        """ViT's init (trunc-normal .02, zero biases); LIFE keeps its own (see its docstring).
+        With focal loss the class bias starts at the prior 0.01 (RetinaNet, Deformable DETR)."""
         from lifestudy.life import life_modules
 
         in_life = {id(m) for life in life_modules(self) for m in life.modules()}
-        trunc_normal_(self.query_embed, std=0.02)
+        if self.query_embed is not None:
+            # DETR's nn.Embedding default, N(0, 1): queries must differ at the scale of the
+            # normed features, or they all attend alike and collapse onto one mean box
+            nn.init.normal_(self.query_embed)
         for m in self.modules():
             if isinstance(m, nn.Linear) and id(m) not in in_life:
                 trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        nn.init.zeros_(self.bbox_embed.fc2.bias)  # boxes start near the centre, half the image
+        nn.init.zeros_(self.bbox_embed.fc2.bias)  # boxes start at the anchors / the centre, half the image
+        if self.config.box_refine:
+            nn.init.zeros_(self.bbox_embed.fc2.weight)  # ... exactly at the anchors
+        if self.config.focal:
+            nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
 
     def forward(self, features: torch.Tensor) -> dict[str, Any]:
+        cfg = self.config
         B, _, gh, gw = features.shape
         x = self.input_proj(features).flatten(2).transpose(1, 2)  # (B, N, C)
         pos = sincos_pos_embed(gh, gw, self.dim, device=x.device, dtype=x.dtype).unsqueeze(0)
@@ -217,15 +354,30 @@ class DetrHead(nn.Module):
         for blk in self.encoder:
             x = blk(x)
         memory = self.enc_norm(x)
-        q = self.query_embed.unsqueeze(0).expand(B, -1, -1)
-        outputs = []
-        for blk in self.decoder:
-            q = blk(q, memory, pos)
-            outputs.append(self.dec_norm(q))
-        hs = torch.stack(outputs) if self.aux_loss else outputs[-1].unsqueeze(0)
-        logits = self.class_embed(hs)
-        boxes = self.bbox_embed(hs).sigmoid()
-        out: dict[str, Any] = {"pred_logits": logits[-1], "pred_boxes": boxes[-1]}
+        groups = cfg.query_groups if self.training else 1
+        nq = cfg.num_queries * groups
+        q = memory.new_zeros(B, nq, self.dim)  # DETR: the decoder's content starts at zero
+        logits, boxes = [], []
+        if cfg.box_refine:
+            ref = self.anchors[:nq].sigmoid().unsqueeze(0).expand(B, -1, -1)
+            for blk in self.decoder:
+                query_pos = self.ref_point_head(box_sine_embed(ref, self.dim))
+                bias = box_attention_prior(ref, gh, gw) if cfg.spatial_prior else None
+                q = blk(q, memory, pos, query_pos, groups, bias)
+                hs = self.dec_norm(q)
+                box = (self.bbox_embed(hs) + inverse_sigmoid(ref)).sigmoid()
+                logits.append(self.class_embed(hs))
+                boxes.append(box)
+                ref = box.detach()  # the next layer refines this box; gradients stay per layer
+        else:
+            query_pos = self.query_embed[:nq].unsqueeze(0).expand(B, -1, -1)
+            for blk in self.decoder:
+                q = blk(q, memory, pos, query_pos, groups)
+                hs = self.dec_norm(q)
+                if self.aux_loss or blk is self.decoder[-1]:
+                    logits.append(self.class_embed(hs))
+                    boxes.append(self.bbox_embed(hs).sigmoid())
+        out: dict[str, Any] = {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "query_groups": groups}
         if self.aux_loss:
             out["aux_outputs"] = [{"pred_logits": lg, "pred_boxes": bx} for lg, bx in zip(logits[:-1], boxes[:-1])]
         return out
@@ -234,8 +386,9 @@ class DetrHead(nn.Module):
 class Detector(nn.Module):
     """``backbone`` (a timm model) + ``head`` (:class:`DetrHead`).
 
-    ``detector(images)`` returns DETR's outputs: ``pred_logits`` (B, Q, K+1),
-    ``pred_boxes`` (B, Q, 4) as normalised (cx, cy, w, h), and ``aux_outputs``.
+    ``detector(images)`` returns DETR's outputs: ``pred_logits`` (B, Q, K+1), or (B, Q, K)
+    with focal loss, ``pred_boxes`` (B, Q, 4) as normalised (cx, cy, w, h), and
+    ``aux_outputs``. In training mode Q counts every query group; in eval mode, one group.
     """
 
     def __init__(self, backbone: nn.Module, head: DetrHead):
@@ -258,16 +411,20 @@ class Detector(nn.Module):
     def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Detections per image in pixels: ``boxes`` (Q, 4) XYXY, ``scores``, ``labels``."""
         H, W = images.shape[-2:]
-        return postprocess(self(images), (H, W))
+        return postprocess(self(images), (H, W), sigmoid=self.head.config.focal)
 
 
-def postprocess(outputs: dict[str, Any], image_size: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
-    """DETR's ``PostProcess``: each query's best real class and its softmax probability,
-    boxes scaled to pixels (XYXY). Every query is returned; thresholds are the metric's job."""
+def postprocess(outputs: dict[str, Any], image_size: tuple[int, int],
+                sigmoid: bool = False) -> list[dict[str, torch.Tensor]]:
+    """DETR's ``PostProcess``: each query's best real class and its probability (softmax
+    over the classes and "no object"; with ``sigmoid``, the focal head's per-class
+    sigmoid), boxes scaled to pixels (XYXY). Every query is returned; thresholds are the
+    metric's job."""
     from torchvision.ops import box_convert
 
     H, W = image_size
-    prob = outputs["pred_logits"].softmax(-1)[..., :-1]
+    logits = outputs["pred_logits"]
+    prob = logits.sigmoid() if sigmoid else logits.softmax(-1)[..., :-1]
     scores, labels = prob.max(-1)
     boxes = box_convert(outputs["pred_boxes"], "cxcywh", "xyxy")
     boxes = boxes * boxes.new_tensor([W, H, W, H])
@@ -277,7 +434,7 @@ def postprocess(outputs: dict[str, Any], image_size: tuple[int, int]) -> list[di
 def build_detector(backbone: str, head: str = "encdec", num_classes: int = 20,
                    img_size: tuple[int, int] | int = 224, in_chans: int = 3,
                    pretrained: bool = False, init: str | None = None,
-                   drop_path_rate: float = 0.0, aux_loss: bool = True,
+                   drop_path_rate: float = 0.0, aux_loss: bool | None = None,
                    sizes: DetrHeadConfig | None = None, **head_kwargs: Any) -> Detector:
     """A detector: timm backbone + DETR-style head of one of the ``HEADS`` variants.
 
@@ -291,17 +448,18 @@ def build_detector(backbone: str, head: str = "encdec", num_classes: int = 20,
         init: a classification checkpoint (or run folder) of ours to start the backbone from;
             what loaded is kept in ``detector.init_report``.
         drop_path_rate: the backbone's stochastic depth.
-        aux_loss: decoder-layer auxiliary predictions.
-        sizes: head sizes (default: DETR's).
-        head_kwargs: changes to ``sizes`` (``dim=96, enc_depth=2, ...``).
+        aux_loss: decoder-layer auxiliary predictions (None: the config's).
+        sizes: head sizes and aids (default: DETR's).
+        head_kwargs: changes to ``sizes`` (``dim=96, enc_depth=2, focal=True, ...``).
     """
     if head not in HEADS:
         raise ConfigError(f"unknown detection head {head!r}; choose one of {list(HEADS)}")
     sizes = (sizes or DetrHeadConfig()).replace(**head_kwargs)
+    if aux_loss is not None:
+        sizes = sizes.replace(aux_loss=aux_loss)
     bb = create_backbone(backbone, img_size, in_chans=in_chans, pretrained=pretrained,
                          drop_path_rate=drop_path_rate)
-    det = Detector(bb, DetrHead(backbone_width(bb), num_classes, variant=head, aux_loss=aux_loss,
-                                **dataclasses.asdict(sizes)))
+    det = Detector(bb, DetrHead(backbone_width(bb), num_classes, variant=head, config=sizes))
     det.head_config = {"head": head, **dataclasses.asdict(sizes)}
     det.init_report = load_backbone_checkpoint(bb, init) if init else None
     return det

@@ -16,6 +16,9 @@ Detection (:class:`DetectionMetrics`):
   positives, unmatched objects false negatives, summed over the dataset:
   ``F1 = 2 TP / (2 TP + FP + FN)``. Difficult objects are left out of FN, and a detection
   matched to one is left out of FP.
+- ``map_50_agnostic`` — mAP@0.5 with every class label set to one class: how well the
+  detector finds objects at all, whatever it calls them (same scores and boxes). Where
+  class-aware mAP is near zero, it tells localisation from classification.
 
 Segmentation (:class:`SegmentationMetrics`): per-class IoU over the whole dataset from
 ``torchmetrics.classification.MulticlassJaccardIndex`` (``ignore_index=255``), ``miou`` as
@@ -77,7 +80,7 @@ def detection_counts(pred: dict[str, torch.Tensor], target: dict[str, torch.Tens
 
 class DetectionMetrics(nn.Module):
     """Accumulates detections over a dataset; ``compute()`` gives ``map``, ``map_50``,
-    ``map_75``, ``f1``, ``precision``, ``recall`` (percent) and ``map_per_class``.
+    ``map_75``, ``map_50_agnostic``, ``f1``, ``precision``, ``recall`` (percent) and ``map_per_class``.
 
     Args:
         num_classes: object classes (for the per-class list).
@@ -92,6 +95,7 @@ class DetectionMetrics(nn.Module):
         self.num_classes = num_classes
         self.score_threshold = score_threshold
         self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=class_metrics)
+        self.agnostic = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5])
         self.counts = [0, 0, 0]
 
     def update(self, preds: Sequence[dict[str, torch.Tensor]], targets: Sequence[dict[str, torch.Tensor]]) -> None:
@@ -111,6 +115,8 @@ class DetectionMetrics(nn.Module):
             p_list.append({"boxes": p["boxes"].float(), "scores": p["scores"].float(), "labels": p["labels"].long()})
             t_list.append(entry)
         self.map.update(p_list, t_list)
+        self.agnostic.update([{**p, "labels": torch.zeros_like(p["labels"])} for p in p_list],
+                             [{**t, "labels": torch.zeros_like(t["labels"])} for t in t_list])
 
     def compute(self) -> dict[str, Any]:
         res = self.map.compute()
@@ -119,6 +125,7 @@ class DetectionMetrics(nn.Module):
             "map": 100 * float(res["map"]),
             "map_50": 100 * float(res["map_50"]),
             "map_75": 100 * float(res["map_75"]),
+            "map_50_agnostic": 100 * float(self.agnostic.compute()["map"]),
             "f1": 100 * 2 * tp / max(2 * tp + fp + fn, 1),
             "precision": 100 * tp / max(tp + fp, 1),
             "recall": 100 * tp / max(tp + fn, 1),
@@ -131,6 +138,7 @@ class DetectionMetrics(nn.Module):
 
     def reset(self) -> None:
         self.map.reset()
+        self.agnostic.reset()
         self.counts = [0, 0, 0]
 
 

@@ -10,7 +10,10 @@ IoU 0.5 (:class:`lifestudy.dense.DetectionMetrics`, whose docstring states the F
 score-threshold rule). ``TrainConfig.options`` (the profile's dataset settings, then the
 run's own) set the head's sizes as changes to DETR's (``{"head_sizes": {"enc_depth": 3}}``),
 the number of scene canvases (``train_length``, ``test_length``) and whether to load timm's
-pretrained backbone weights (``pretrained``).
+pretrained backbone weights (``pretrained``). The head sizes include DETR's convergence aids
+(focal loss, reference boxes, spatial prior, query groups: fields of
+:class:`lifestudy.dense.DetrHeadConfig`, each with its source); the loss and the scores
+follow the head's choice (:func:`criterion_for`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lifestudy.dense import DetectionMetrics, DetrHeadConfig, SetCriterion, build_detector, normalize_boxes, postprocess
+from lifestudy.dense import (DetectionMetrics, DetrHeadConfig, LossWeights, SetCriterion, build_detector,
+                             normalize_boxes, postprocess)
 from lifestudy.dense.backbone import patch_grid
 from lifestudy.dense.transforms import build_dense_datasets, collate_dense
 from lifestudy.errors import ConfigError
@@ -64,13 +68,13 @@ class Detection(Task):
         return build_dense_datasets(cfg, spec)
 
     def prepare(self, model, cfg, spec, device) -> None:
-        self.criterion = SetCriterion(spec.num_classes).to(device)
+        self.criterion = criterion_for(model).to(device)
         DetectionMetrics(spec.num_classes)  # imports torchmetrics now, not inside the timed evaluation
 
     def loss(self, model, batch, cfg):
         images, targets = batch
         if self.criterion is None:
-            self.criterion = SetCriterion(model_num_classes(model)).to(images.device)
+            self.criterion = criterion_for(model).to(images.device)
         H, W = images.shape[-2:]
         norm_targets = [{"labels": t["labels"], "boxes": normalize_boxes(t["boxes"], (H, W))} for t in targets]
         return self.criterion(model(images), norm_targets)
@@ -78,12 +82,19 @@ class Detection(Task):
     @torch.no_grad()
     def evaluate(self, model, loader, device) -> dict[str, float]:
         metric = DetectionMetrics(model_num_classes(model), score_threshold=SCORE_THRESHOLD, class_metrics=False)
+        sigmoid = unwrap(model).head.config.focal
         for images, targets in loader:
             images = images.to(device)
-            metric.update(postprocess(model(images), images.shape[-2:]), targets)
+            metric.update(postprocess(model(images), images.shape[-2:], sigmoid=sigmoid), targets)
         return {k: v for k, v in metric.compute().items() if isinstance(v, float)}
 
 
 def model_num_classes(model: nn.Module) -> int:
     """Object classes of a (possibly DDP- or compile-wrapped) detector."""
     return int(unwrap(model).num_classes)
+
+
+def criterion_for(model: nn.Module) -> SetCriterion:
+    """The set loss the detector's head config asks for (weights; focal or softmax)."""
+    inner = unwrap(model)
+    return SetCriterion(inner.num_classes, LossWeights.from_head(inner.head.config))
