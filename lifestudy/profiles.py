@@ -47,6 +47,10 @@ class Recipe:
     """The training recipe (DeiT's defaults). Every field is recorded with each run."""
 
     epochs: int = 300
+    # Floor on the optimizer steps of a run: when `epochs` give fewer, the run gets
+    # ceil(min_steps / steps per epoch) epochs instead (warm-up scaled alike), so a small
+    # subset still gets enough updates. The derived epochs are what config.json records.
+    min_steps: int = 0
     batch_size: int = 1024  # global: summed over processes under torchrun
     lr_base: float = 5e-4  # peak lr at batch 512; lr = lr_base * batch_size / 512
     min_lr: float = 1e-5  # end of the cosine schedule
@@ -71,6 +75,7 @@ class Recipe:
     distill_alpha: float = 0.5  # weight of the distillation-token loss (DeiT hard distillation)
     amp: bool = True  # bf16 autocast on CUDA (never on CPU: CPU runs stay exact)
     eval_every: int = 1  # evaluate every N epochs (0: only after the last epoch)
+    eval_points: int = 0  # >0: evaluate at this many evenly spaced epochs instead (learning curves)
     eval_subset: int | None = None  # evaluate on the first N test images (None: all)
     num_workers: int = 0  # DataLoader workers (0 keeps CPU runs exactly reproducible)
 
