@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Sequence
 from lifestudy import records
 from lifestudy.engine.config import TrainConfig, resolve
 
-__all__ = ["run_all", "doubled", "schedule_check", "REUSED", "CONVERGENCE_TOLERANCE"]
+__all__ = ["run_all", "doubled", "schedule_check", "records_frame", "learning_curves", "REUSED",
+           "CONVERGENCE_TOLERANCE"]
 
 REUSED = "reused.json"
 #: Points of top-1 within which a doubled schedule must stay for the schedule to count as converged.
@@ -44,8 +45,11 @@ def _init_worker(threads: int | None) -> None:
 
 
 def _train_one(cfg: TrainConfig) -> dict[str, Any]:
+    from lifestudy.engine.checkpoint import CHECKPOINT
     from lifestudy.engine.loop import train
 
+    if (Path(cfg.out) / CHECKPOINT).exists():  # an interrupted run: continue it (exactly, on CPU)
+        cfg = dataclasses.replace(cfg, resume=True)
     t0 = time.perf_counter()
     record = train(cfg)
     record["seconds"] = time.perf_counter() - t0
@@ -173,3 +177,46 @@ def schedule_check(pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
             f"{metric} x2": b, "change": b - a, "converged": abs(b - a) < tolerance,
         })
     return pd.DataFrame(rows)
+
+
+def records_frame(recs: Iterable[dict[str, Any]]):
+    """Records (as :func:`run_all` returns them) as one DataFrame: ``dataset``, ``subset``,
+    ``model``, ``seed``, ``teacher``, ``steps``, ``epochs``, the metrics (``top1``, ...),
+    ``how`` (trained / reused / done before), ``seconds``, ``config_hash`` and ``folder``
+    (where the run's files lie)."""
+    import pandas as pd
+
+    rows = []
+    for rec in recs:
+        p = rec["provenance"]
+        rows.append({
+            "dataset": p["dataset"], "subset": p.get("subset"), "model": p["model"], "seed": p["seed"],
+            "teacher": p.get("teacher"), "steps": p.get("steps"), "epochs": p.get("epochs"),
+            **{k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))},
+            "how": rec.get("how", "trained"), "seconds": rec.get("seconds", p.get("wall_time_s")),
+            "config_hash": rec.get("config_hash"), "folder": rec["config"]["out"],
+        })
+    return pd.DataFrame(rows)
+
+
+def learning_curves(recs: Iterable[dict[str, Any]]):
+    """The evaluations during training of each run, from its ``metrics.csv``: one row per
+    evaluated epoch with ``step``, ``epoch``, ``eval_top1`` (and the task's other eval
+    metrics), plus the run's ``dataset``, ``subset``, ``model``, ``seed`` and total ``steps``."""
+    import pandas as pd
+
+    frames = []
+    for rec in recs:
+        path = Path(rec["config"]["out"]) / "metrics.csv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path)
+        metric = f"eval_{rec['metrics']['headline']}"
+        if metric not in df:
+            continue
+        df = df[df[metric].notna()].copy()
+        p = rec["provenance"]
+        for key in ("dataset", "subset", "model", "seed", "steps"):
+            df[key] = p.get(key)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
