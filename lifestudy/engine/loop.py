@@ -421,7 +421,7 @@ def _train_one_epoch(run: _Run, epoch: int, show: bool = False) -> dict[str, Any
     images = 0
     if cuda:
         torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     from tqdm.auto import tqdm
 
     step_bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
@@ -460,6 +460,7 @@ def _train_one_epoch(run: _Run, epoch: int, show: bool = False) -> dict[str, Any
     if cuda:
         torch.cuda.synchronize(device)
     train_time = time.perf_counter() - t0
+    cpu_time = time.process_time() - cpu0
 
     totals = torch.stack([loss_sum, torch.tensor(float(images), device=device, dtype=torch.float64),
                           *log_sums.values()])
@@ -472,6 +473,8 @@ def _train_one_epoch(run: _Run, epoch: int, show: bool = False) -> dict[str, Any
         "train_loss": totals[0].item() / seen,
         **{k: totals[2 + i].item() / seen for i, k in enumerate(log_sums)},
         "train_images_per_s": seen / train_time,
+        # per second of this process's CPU time (all its threads): steadier on a shared machine
+        "train_images_per_cpu_s": images / cpu_time if cpu_time > 0 else math.nan,
         "_t0": t0,
     }
 
