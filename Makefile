@@ -20,12 +20,13 @@ else
   INSTALLED := .venv/.installed
 endif
 
-.PHONY: help install test book data clean
+.PHONY: help install test book data clean book-check
 help:
 	@echo "make test            install if needed, run unit tests + smoke notebooks + smoke book build"
 	@echo "make book            reproduce the study (PROFILE=$(PROFILE); also smoke | paper) and build book/_build/html"
 	@echo "make data            fetch the datasets the default book needs"
-	@echo "make colab           regenerate notebooks/colab/*.ipynb (Colab copies) from notebooks/*.py"
+	@echo "make book-check      open every page of the built book in headless Chromium (Debian package chromium)"
+	@echo "make colab           rewrite the chapters' Colab set-up cells (repository.url of book/_config.yml) and notebooks/colab/*.ipynb"
 	@echo "make install         install the project and its extras (into .venv/ unless an env is active)"
 
 install: $(INSTALLED)
@@ -103,8 +104,16 @@ $(BOOK_SETTINGS): FORCE
 # The committed, output-free Colab copies of the chapters (the book's Colab buttons open
 # them; tests/test_book.py fails when they drift from notebooks/*.py).
 colab: $(COLAB_NOTEBOOKS)
-notebooks/colab/%.ipynb: notebooks/%.py book/tools/colab.py | $(INSTALLED)
+notebooks/colab/%.ipynb: notebooks/%.py book/tools/colab.py book/_config.yml | $(INSTALLED)
 	$(PY) book/tools/colab.py $<
+
+# Every page of the built book in headless Chromium (Debian's `chromium`, driven by
+# Playwright from the `check` extra): fails on a console error, a missing image, math left
+# unrendered, a request that leaves localhost, or a broken internal link. Not part of
+# `make test` (it needs a browser): run it after `make book`.
+book-check: $(INSTALLED)
+	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet -e ".[check]"
+	$(PY) book/tools/check_book.py book/_build/html
 
 book-clean:
 	rm -rf book/_build book/chapters book/_executed .make/book-*.settings

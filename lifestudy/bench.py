@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lifestudy.engine.distributed import resolve_device
 from lifestudy.errors import ConfigError
 
 __all__ = ["BenchConfig", "bench", "activation_bytes", "format_table"]
@@ -73,12 +74,8 @@ def _pairs(models: list[str]) -> list[tuple[str, str]]:
 
 
 def _device(name: str) -> torch.device:
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"bench runs on cpu or cuda, not {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA device: use --device cpu")
+    """The device to time on (:func:`lifestudy.engine.distributed.resolve_device`): CPU or CUDA."""
+    dev = resolve_device(name)
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"bench runs on cpu or cuda, not {name!r}")
     return dev

@@ -20,13 +20,20 @@ import math
 import warnings
 from typing import Any, Sequence
 
+import timm
 import torch
 from torch import nn
 
 from lifestudy import paper
 from lifestudy.errors import ConfigError
+from lifestudy.models import BASELINES
+from lifestudy.records import provenance
 
-__all__ = ["complexity", "count_params", "count_macs", "sdpa_mac_handle"]
+__all__ = ["complexity", "complexity_record", "default_img_size", "count_params", "count_macs", "sdpa_mac_handle",
+           "CONVENTION"]
+
+#: How every complexity record says it counted (see the module docstring).
+CONVENTION = "fvcore MACs incl. attention products; trainable params"
 
 
 def _shape(value) -> list[int]:
@@ -97,8 +104,6 @@ def complexity(
         "macs_by_operator", "uncounted_ops", "paper"}``; ``paper`` is the paper's
         ``{"params_m", "gmacs"}`` for this model at 100 classes and its table's size, else None.
     """
-    import timm
-
     H, W = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if isinstance(model, str):
         name = model
@@ -120,8 +125,7 @@ def complexity(
     x = torch.randn(batch_size, in_chans, H, W)
     macs, by_op, skipped = count_macs(module, x)
     params = count_params(module)
-    paper_size = 256 if name.startswith("swinv2") else 224
-    paper_row = paper.COMPLEXITY.get(name) if (num_classes == 100 and (H, W) == (paper_size, paper_size)) else None
+    paper_row = paper.COMPLEXITY.get(name) if (num_classes == 100 and (H, W) == default_img_size(name)) else None
     return {
         "model": name,
         "num_classes": num_classes,
@@ -133,4 +137,41 @@ def complexity(
         "macs_by_operator": {k: v // batch_size for k, v in by_op.items()},
         "uncounted_ops": skipped,
         "paper": dict(paper_row, label=paper.LABEL) if paper_row else None,
+    }
+
+
+def default_img_size(name: str) -> tuple[int, int]:
+    """A model's own input size ``(H, W)`` (timm's pretrained config; a LIFE twin has its
+    baseline's), the size the paper's complexity table counts at (224, SwinV2-T 256)."""
+    name = BASELINES.get(name, name)  # a twin has its baseline's input size
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001  (older timm raise different errors for unknown names)
+        cfg = None
+    if cfg is None:
+        if name not in timm.list_models():
+            raise ConfigError(f"unknown model {name!r}: use a timm model name (LIFE models end in _life)")
+        return (224, 224)
+    size = getattr(cfg, "input_size", None) or (3, 224, 224)
+    return (int(size[1]), int(size[2]))
+
+
+def complexity_record(rows: Sequence[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """The record of some counts (``kind: "complexity"``), as the CLI and the chapters write it.
+
+    Args:
+        rows: results of :func:`complexity`, one per (model, input size).
+        fields: provenance fields (profile, chapter, device...).
+
+    Returns:
+        ``{"kind": "complexity", "results": rows, "metrics": {"<model>@<H>x<W>": {"params_m",
+        "gmacs"}}, "provenance": ...}``.
+    """
+    return {
+        "kind": "complexity",
+        "results": list(rows),
+        "metrics": {f"{r['model']}@{r['img_size'][0]}x{r['img_size'][1]}": {"params_m": r["params_m"],
+                                                                              "gmacs": r["gmacs"]}
+                    for r in rows},
+        "provenance": provenance(convention=CONVENTION, **fields),
     }

@@ -1,16 +1,24 @@
 """Named profiles: one per scale of experiment, all in this file.
 
-A profile is the whole study at one scale: the training recipe, per-dataset settings
-(input size, batch, epochs, training subset) and what each chapter of the book runs
-(datasets, model pairs, seeds). Like big_vision's per-experiment configs, each profile's
-docstring gives the command, the expected runtime and what its numbers mean; like
-nanoGPT's ``GPTConfig``, each concern is a commented dataclass. The smoke profile is a
-real, tiny run of the same code path.
+A profile is the whole plan of the study at one scale: the training recipe; per-dataset
+settings (input size, batch, epochs, training subset, generated-scene canvases, detection
+head sizes, segmentation decoder width); and, per chapter of the book, its study (models,
+datasets, seeds, reference models, images to score, benchmark plans). Every size, count
+and choice a chapter makes is a field here; tasks, ``dense/`` and ``data/`` receive the
+resolved values (``TrainConfig.options``) and never see a profile's name. Like
+big_vision's per-experiment configs, each profile's summary gives the command, the
+expected runtime and what its numbers mean; like nanoGPT's ``GPTConfig``, each concern is
+a commented dataclass. The smoke profile is a real, tiny run of the same code path.
+
+To change the plan, change a field; to add a concern, add a dataclass and a field of
+:class:`Profile` (and set it in the three profiles); a chapter reads its study with
+:meth:`Profile.study` (``lifestudy.chapters.setup`` does it for the notebooks).
 
 A run resolves its settings in this order: an explicit option (``--epochs``, or a
 ``TrainConfig`` field), then the profile's :class:`DataSettings` for the dataset, then
-the profile's :class:`Recipe`, then the dataset's own spec (input size, channels). The
-resolved values are what ``config.json`` and the record store.
+the profile's :class:`Recipe`, then the dataset's own spec and defaults (input size,
+channels, the scenes' 2,000 / 500 canvases). The resolved values are what ``config.json``
+and the record store.
 
 The recipe is DeiT's (Touvron et al. 2021, facebookresearch/deit ``main.py``), which
 the LIFE paper (Akkaya et al., arXiv 2305.08551) trains with: AdamW, lr 5e-4 x batch/512,
@@ -29,11 +37,16 @@ from lifestudy.errors import ConfigError
 __all__ = [
     "Recipe",
     "DataSettings",
+    "ModuleStudy",
     "ClassificationStudy",
     "SweepStudy",
     "DistillationStudy",
     "DenseStudy",
+    "BenchPlan",
+    "EfficiencyStudy",
+    "RolloutStudy",
     "Profile",
+    "CHAPTERS",
     "PROFILES",
     "get_profile",
     "SMOKE",
@@ -91,14 +104,47 @@ class Recipe:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Per-dataset settings of a profile; ``None`` falls back to the recipe / the spec."""
+    """Per-dataset settings of a profile; ``None`` (or empty) falls back to the recipe / the
+    dataset's own defaults. :meth:`task_options` is what a run's ``TrainConfig.options``
+    start from."""
 
     img_size: tuple[int, int] | None = None  # (H, W) the model sees; None: the spec's input_size
     batch_size: int | None = None
     epochs: int | None = None
     subset: int | None = None  # training images per class; None: all
     recipe: dict = field(default_factory=dict)  # recipe fields changed for this dataset
-    options: dict = field(default_factory=dict)  # task options (TrainConfig.options), e.g. scenes length
+    # Dense datasets (detection / segmentation):
+    canvases: tuple[int, int] | None = None  # generated scenes (train, test); None: the scenes' 2,000 / 500
+    head_sizes: dict = field(default_factory=dict)  # detection head: changes to DETR's sizes, the
+    #   fields of lifestudy.dense.DetrHeadConfig (dim, num_heads, enc_depth, dec_depth, mlp_ratio, num_queries)
+    decoder_dim: int | None = None  # segmentation decoder width; None: SETR-PUP's 256
+    options: dict = field(default_factory=dict)  # further task options, e.g. {"pretrained": True}
+
+    def task_options(self, run: dict | None = None) -> dict:
+        """A run's task options (``TrainConfig.options``): ``train_length`` / ``test_length``
+        (the canvases), ``head_sizes``, ``decoder_dim`` and :attr:`options`, then the run's own
+        ``run`` on top (a dict-valued option such as ``head_sizes`` is merged key by key)."""
+        out: dict = {}
+        if self.canvases is not None:
+            out["train_length"], out["test_length"] = (int(n) for n in self.canvases)
+        if self.head_sizes:
+            out["head_sizes"] = dict(self.head_sizes)
+        if self.decoder_dim is not None:
+            out["decoder_dim"] = int(self.decoder_dim)
+        out.update(self.options)
+        for key, value in (run or {}).items():
+            mine = out.get(key)
+            out[key] = {**mine, **value} if isinstance(mine, dict) and isinstance(value, dict) else value
+        return out
+
+
+@dataclass(frozen=True)
+class ModuleStudy:
+    """Chapter 1: the LIFE module on its own (no training)."""
+
+    head_models: tuple[str, ...]  # LIFE models whose first block's heads are probed by perturbation
+    complexity_pairs: tuple[tuple[str, str], ...]  # (baseline, LIFE) counted at the paper's input, 100 classes
+    seeds: tuple[int, ...] | None = None  # the random input and initial weights (the first is used)
 
 
 @dataclass(frozen=True)
@@ -107,7 +153,8 @@ class ClassificationStudy:
 
     datasets: tuple[str, ...]
     models: tuple[tuple[str, str], ...]  # (baseline, LIFE) pairs
-    references: tuple[str, ...] = ()  # CNNs trained alone by the same engine (the paper's ResNet rows)
+    references: tuple[str, ...] = ()  # CNNs trained alone beside the pairs (the paper's ResNets)
+    seeds: tuple[int, ...] | None = None  # None: the profile's seeds
 
 
 @dataclass(frozen=True)
@@ -132,7 +179,8 @@ class DistillationStudy:
 
 @dataclass(frozen=True)
 class DenseStudy:
-    """Chapters 5-6: detection / segmentation backbones (and detection heads)."""
+    """Chapters 5-6: detection / segmentation backbones (and detection heads). Their sizes
+    (canvases, head, decoder) are the dataset's :class:`DataSettings`."""
 
     dataset: str
     backbones: tuple[str, ...]
@@ -142,19 +190,51 @@ class DenseStudy:
 
 
 @dataclass(frozen=True)
+class BenchPlan:
+    """What chapter 7 times with :func:`lifestudy.bench.bench` (one record per input side)."""
+
+    img_sides: tuple[int, ...]  # square inputs, pixels
+    batch_size: int
+    repeats: int  # timed repeats of each model, interleaved
+
+
+@dataclass(frozen=True)
+class EfficiencyStudy:
+    """Chapter 7: cost against the number of tokens, and measured speed and memory."""
+
+    models: tuple[str, str]  # (baseline, LIFE)
+    img_sides: tuple[int, ...]  # square inputs whose parameters and MACs are counted
+    bench: BenchPlan
+    num_classes: int = 10
+    seeds: tuple[int, ...] | None = None  # recorded only: nothing is trained
+
+
+@dataclass(frozen=True)
+class RolloutStudy:
+    """Chapter 8: Dense Attention Roll-Out of the segmentation study's models (its first seed)."""
+
+    n_images: int  # test images whose maps are scored against the masks
+    seeds: tuple[int, ...] | None = None  # whose models are read (the first); None: the profile's seeds
+
+
+@dataclass(frozen=True)
 class Profile:
     """A whole study at one scale (see the module docstring)."""
 
     name: str
     summary: str
+    claim: str  # what its numbers are, in the words every chapter's banner shows
     recipe: Recipe
     data: dict[str, DataSettings]
     seeds: tuple[int, ...]
-    classification: ClassificationStudy
-    sweep: SweepStudy
-    distillation: DistillationStudy
-    detection: DenseStudy
-    segmentation: DenseStudy
+    module: ModuleStudy  # chapter 1
+    classification: ClassificationStudy  # chapter 2
+    sweep: SweepStudy  # chapter 3
+    distillation: DistillationStudy  # chapter 4
+    detection: DenseStudy  # chapter 5
+    segmentation: DenseStudy  # chapter 6
+    efficiency: EfficiencyStudy  # chapter 7
+    rollout: RolloutStudy  # chapter 8
     device: str = "auto"  # "auto": CUDA when available, else CPU
     # Chapters 2-4 run each (dataset, model)'s seed-0 run again at twice the schedule; a
     # schedule counts as converged when that moves top-1 by < 2 points (engine.runs).
@@ -174,6 +254,27 @@ class Profile:
         """The seeds a chapter's ``study`` runs: its own, when it names them, else the profile's."""
         return list(getattr(study, "seeds", None) or self.seeds)
 
+    def study(self, chapter: str):
+        """The study of a chapter of the book (``"05_detection"`` -> :attr:`detection`);
+        ``None`` for a chapter that runs none of its own (``"09_results"``)."""
+        if chapter not in CHAPTERS:
+            raise ConfigError(f"unknown chapter {chapter!r}; the book's chapters: {', '.join(CHAPTERS)}")
+        return getattr(self, CHAPTERS[chapter]) if CHAPTERS[chapter] else None
+
+
+#: The book's chapters and the :class:`Profile` field holding each one's study.
+CHAPTERS: dict[str, str | None] = {
+    "01_life_module": "module",
+    "02_classification": "classification",
+    "03_data_size": "sweep",
+    "04_distillation": "distillation",
+    "05_detection": "detection",
+    "06_segmentation": "segmentation",
+    "07_efficiency": "efficiency",
+    "08_rollout": "rollout",
+    "09_results": None,
+}
+
 
 # ---------------------------------------------------------------------------------------
 SMOKE = Profile(
@@ -183,6 +284,7 @@ SMOKE = Profile(
         "`lifestudy train --profile smoke --data digits --model deit_test_patch4_32_life "
         "--out runs/smoke/x` trains 2 epochs on 20 images per class (~5 s on 2 cores)."
     ),
+    claim="a pipeline check: its numbers claim nothing about LIFE",
     recipe=Recipe(
         epochs=2,
         batch_size=32,
@@ -196,10 +298,17 @@ SMOKE = Profile(
     data={
         "digits": DataSettings(img_size=(32, 32), subset=20, recipe={"hflip": 0.0}),
         "fashion-mnist": DataSettings(img_size=(32, 32), subset=20),
-        "scenes-det": DataSettings(img_size=(64, 64), batch_size=8, subset=None),
-        "scenes-seg": DataSettings(img_size=(64, 64), batch_size=8, subset=None),
+        # Dense runs on few canvases (seconds, not minutes) with the least head that runs.
+        "scenes-det": DataSettings(img_size=(64, 64), batch_size=8, canvases=(32, 16), head_sizes=dict(
+            dim=48, num_heads=3, enc_depth=1, dec_depth=1, mlp_ratio=2.0, num_queries=10)),
+        "scenes-seg": DataSettings(img_size=(64, 64), batch_size=8, canvases=(32, 16), decoder_dim=32),
     },
     seeds=(0,),
+    module=ModuleStudy(
+        head_models=("deit_tiny_patch16_224_life",),
+        complexity_pairs=(("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),),
+        seeds=(0,),
+    ),
     classification=ClassificationStudy(
         datasets=("digits",), models=(("deit_test_patch4_32", "deit_test_patch4_32_life"),),
         references=("resnet10t",),
@@ -222,6 +331,13 @@ SMOKE = Profile(
         backbones=("deit_test_patch4_32", "deit_test_patch4_32_life"),
         extra_img_sizes=((32, 64),),
     ),
+    efficiency=EfficiencyStudy(
+        models=("deit_test_patch4_32", "deit_test_patch4_32_life"),
+        img_sides=(32, 64),
+        bench=BenchPlan(img_sides=(32, 64), batch_size=8, repeats=1),
+        seeds=(0,),
+    ),
+    rollout=RolloutStudy(n_images=8, seeds=(0,)),
     schedule_check=True,
 )
 """Smoke: what tests and CI run (every notebook in seconds)."""
@@ -237,6 +353,7 @@ CPU = Profile(
         "--model deit_micro_patch4_32_life --seed 0 --out runs/cpu/x` (750 optimizer steps "
         "of batch 32: 24,000 images, about 4 minutes of one quiet core)."
     ),
+    claim="real results at small scale on a CPU",
     # Sizing (measured; issue 13). Models train in one-thread runs, two side by side; the data
     # are held in memory as tensors and augmented in batches (tasks/memory.py), so the engine
     # runs at the bare model step's speed (benchmarks/engine_throughput.py). Schedules are set
@@ -269,13 +386,27 @@ CPU = Profile(
         # Dense tasks on generated scenes at 32x32 (8x8 patch grid): measured ~50-70 images/s
         # for a DeiT-micro detector on one busy core, so 5 epochs of 800 canvases is ~1 min a
         # run. At this scale detection barely leaves chance (the head comparison needs the
-        # paper profile on a GPU); the chapter says so.
+        # paper profile on a GPU); the chapter says so. The head is a quarter of DETR's width
+        # and a third of its depth (~1/3 of the detector's parameters, ~70 images/s on one
+        # thread with deit_micro_patch4_32 at 32x32); the decoder a quarter of SETR-PUP's.
         "scenes-det": DataSettings(img_size=(32, 32), batch_size=32, epochs=5, recipe={"lr_base": 1.6e-2},
-                                   options={"train_length": 800, "test_length": 200}),
+                                   canvases=(800, 200), head_sizes=dict(
+                                       dim=96, num_heads=3, enc_depth=2, dec_depth=2, mlp_ratio=2.0,
+                                       num_queries=16)),
         "scenes-seg": DataSettings(img_size=(32, 32), batch_size=32, epochs=6, recipe={"lr_base": 1.6e-2},
-                                   options={"train_length": 600, "test_length": 200}),
+                                   canvases=(600, 200), decoder_dim=64),
     },
     seeds=(0, 1, 2),
+    module=ModuleStudy(
+        head_models=("deit_tiny_patch16_224_life", "deit_small_patch16_224_life"),
+        complexity_pairs=(
+            ("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),
+            ("deit_small_patch16_224", "deit_small_patch16_224_life"),
+            ("swinv2_tiny_window8_256", "swinv2_tiny_window8_256_life"),
+            ("t2t_vit_12", "t2t_vit_12_life"),
+        ),
+        seeds=(0,),
+    ),
     classification=ClassificationStudy(
         datasets=("digits", "fashion-mnist"),
         models=(("deit_micro_patch4_32", "deit_micro_patch4_32_life"),),
@@ -304,6 +435,13 @@ CPU = Profile(
         extra_img_sizes=((32, 64),),
         seeds=(0,),
     ),
+    efficiency=EfficiencyStudy(
+        models=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
+        img_sides=(32, 64, 96, 128),
+        bench=BenchPlan(img_sides=(32, 64), batch_size=32, repeats=3),
+        seeds=(0,),
+    ),
+    rollout=RolloutStudy(n_images=200, seeds=(0,)),
     schedule_check=True,
     jobs=2,
     threads=1,
@@ -317,11 +455,13 @@ PAPER = Profile(
         "`torchrun --nproc_per_node=N -m lifestudy train --profile paper ...` for several "
         "GPUs. Needs the datasets (`lifestudy data fetch NAME`)."
     ),
+    claim="the paper's datasets and settings",
     recipe=Recipe(ema=False, num_workers=8),
     # Input sizes: 32x32 CIFAR and 64x64 Tiny-ImageNet at native resolution with
     # patch-4 models (the small-dataset ViT convention), ImageNet-100 at 224x224 with
     # patch-16 models. Global batch 256 for the small-image datasets and 1024 (DeiT's) at
     # 224: our choice where the paper text available to us does not state it.
+    # Dense heads: DETR's sizes (DetrHeadConfig's defaults) and SETR-PUP's 256-wide decoder.
     data={
         "cifar10": DataSettings(img_size=(32, 32), batch_size=256),
         "cifar100": DataSettings(img_size=(32, 32), batch_size=256),
@@ -332,6 +472,7 @@ PAPER = Profile(
         "cityscapes": DataSettings(img_size=(512, 1024), batch_size=8, epochs=150),
     },
     seeds=(0, 1, 2),
+    module=CPU.module,
     classification=ClassificationStudy(
         datasets=("cifar10", "cifar100", "tiny-imagenet", "imagenet100"),
         models=(
@@ -340,7 +481,7 @@ PAPER = Profile(
             ("t2t_vit_12", "t2t_vit_12_life"),
             ("swinv2_tiny_window8_256", "swinv2_tiny_window8_256_life"),
         ),
-        references=("resnet18", "resnet50"),
+        references=("resnet18", "resnet50"),  # the paper's CNN rows
     ),
     sweep=SweepStudy(
         dataset="cifar10",
@@ -361,6 +502,13 @@ PAPER = Profile(
         dataset="cityscapes",
         backbones=("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),
     ),
+    efficiency=EfficiencyStudy(
+        models=("deit_tiny_patch4_32", "deit_tiny_patch4_32_life"),
+        img_sides=(32, 64, 128, 224),
+        bench=BenchPlan(img_sides=(32, 64, 128, 224), batch_size=64, repeats=5),
+        seeds=(0,),
+    ),
+    rollout=RolloutStudy(n_images=500, seeds=(0,)),
 )
 """paper: the paper's recipe at full scale (GPU)."""
 

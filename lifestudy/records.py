@@ -33,6 +33,7 @@ __all__ = [
     "provenance",
     "git_state",
     "device_name",
+    "display_path",
     "find_records",
     "load_records",
     "config_hash",
@@ -151,6 +152,16 @@ def provenance(**fields: Any) -> dict[str, Any]:
         prov["device_name"] = device_name(fields["device"])
     prov.update(fields)
     return _jsonable(prov)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as a reader should see it: relative to the repository when it lies inside it
+    (``runs/cpu/05_detection``), else as it is."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(_REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def find_records(root: str | os.PathLike, name: str = "record.json") -> list[Path]:

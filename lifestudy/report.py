@@ -1,7 +1,7 @@
 """What the book's chapters share: run banners, captions, mean ± std tables, the paper beside ours.
 
 The notebooks narrate and the package computes; this module holds the few pieces that
-only the book uses — turning run records (:func:`lifestudy.records.load_records`) into
+only the book shows — turning run records (:func:`lifestudy.records.load_records`) into
 the tables and sentences a chapter shows, always saying which profile, seeds and device
 produced them, and always labelling the paper's numbers as the paper's.
 
@@ -12,13 +12,13 @@ Tables follow the convention of the paper's tables: one row per model, metric co
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lifestudy import paper
-from lifestudy.records import device_name, load_records, read_json
+from lifestudy.profiles import Profile, get_profile
+from lifestudy.records import device_name, load_records
 
 __all__ = [
     "run_banner",
@@ -28,9 +28,8 @@ __all__ = [
     "format_mean_std",
     "beside_paper",
     "summary",
-    "ensure_data",
-    "train_all",
     "chapter_records",
+    "provenance_table",
     "PAPER",
 ]
 
@@ -43,20 +42,17 @@ def seeds_text(seeds: Sequence[int]) -> str:
     return ", ".join(str(s) for s in seeds) if len(seeds) else "none"
 
 
-def run_banner(profile: str, seeds: Sequence[int], device: str) -> Any:
-    """The line each chapter shows under its parameters: profile, seeds and device.
+def run_banner(profile: str | Profile, seeds: Sequence[int], device: str) -> Any:
+    """The line each chapter shows under its parameters: profile (and what its numbers
+    claim), seeds and device.
 
     Returns an ``IPython.display.Markdown`` object (display it, or let it be the cell's value).
     """
     from IPython.display import Markdown
 
-    claim = {
-        "smoke": "a pipeline check: its numbers claim nothing about LIFE",
-        "cpu": "real results at small scale on a CPU",
-        "paper": "the paper's datasets and settings",
-    }.get(profile, "a custom profile")
+    prof = get_profile(profile)
     return Markdown(
-        f"**Numbers on this page:** profile `{profile}` ({claim}); "
+        f"**Numbers on this page:** profile `{prof.name}` ({prof.claim}); "
         f"seeds {seeds_text(seeds)}; device {device_name(device)}."
     )
 
@@ -119,59 +115,47 @@ def summary(lines: Iterable[str]) -> Any:
     return Markdown("\n".join(f"- {line}" for line in lines))
 
 
-def ensure_data(names: Iterable[str], root: str | os.PathLike | None = None) -> dict[str, str]:
-    """Check each dataset and fetch the ones that are missing (what ``make data`` does).
-
-    Returns ``{name: one-line summary}``; raises :class:`lifestudy.errors.DatasetError`
-    (with the expected layout and the fetch command) when a dataset can be neither found
-    nor fetched.
-    """
-    from lifestudy import data
-    from lifestudy.errors import DatasetError
-
-    found = {}
-    for name in names:
-        try:
-            found[name] = data.check(name, root=root)
-        except DatasetError:
-            data.fetch(name, root=root)
-            found[name] = data.check(name, root=root)
-    return found
-
-
-def train_all(configs: Iterable[Any], reuse: bool = False, log=print) -> list[dict]:
-    """Train each config with :func:`lifestudy.engine.train` and return the records.
-
-    Args:
-        configs: ``TrainConfig`` objects, each with its own ``out`` folder.
-        reuse: return a run's existing ``record.json`` instead of training again (for
-            re-executing a chapter by hand; ``make book`` re-runs everything it re-executes).
-        log: where the one-line progress messages go.
-    """
-    from lifestudy.engine import train
-
-    records = []
-    configs = list(configs)
-    for i, cfg in enumerate(configs, 1):
-        record_path = Path(cfg.out) / "record.json"
-        start = time.perf_counter()
-        if reuse and record_path.exists():
-            record = read_json(record_path)
-            how = "reused"
-        else:
-            record = train(cfg)
-            how = "trained"
-        log(
-            f"[{i}/{len(configs)}] {how} {cfg.model} on {cfg.data} seed {cfg.seed} "
-            f"in {time.perf_counter() - start:.1f} s -> {record_path}"
-        )
-        records.append(record)
-    return records
-
-
 def chapter_records(out_dir: str | os.PathLike, kind: str | None = None):
     """The records under a chapter's ``out_dir`` as a DataFrame (optionally one ``kind``)."""
     df = load_records(out_dir)
     if kind is not None and len(df) and "kind" in df:
         df = df[df["kind"] == kind]
     return df.reset_index(drop=True)
+
+
+def _headline(row) -> str:
+    """A training record's headline metric, e.g. ``"top1 91.20"`` (its ``metrics.headline``
+    names it); empty for records that are not runs."""
+    import pandas as pd
+
+    key = row.get("metrics.headline")
+    value = row.get(f"metrics.{key}") if isinstance(key, str) else None
+    return f"{key} {float(value):.2f}" if value is not None and pd.notna(value) else ""
+
+
+def provenance_table(records, root: str | os.PathLike):
+    """One row per record under ``root`` (:func:`lifestudy.records.load_records`): its
+    chapter (the first folder below ``root``), kind, task, dataset, model, seed, epochs,
+    headline metric, wall time, device, code version and library versions."""
+    import pandas as pd
+
+    def column(name):
+        return records[name] if name in records else pd.Series([None] * len(records), index=records.index)
+
+    return pd.DataFrame({
+        "chapter": [Path(p).relative_to(root).parts[0] for p in column("path")],
+        "kind": column("kind"),
+        "task": column("task"),
+        "dataset": column("provenance.dataset"),
+        "model": column("provenance.model"),
+        "seed": column("provenance.seed"),
+        "epochs": column("provenance.epochs"),
+        "headline": [_headline(row) for _, row in records.iterrows()],
+        "wall time (s)": column("provenance.wall_time_s"),
+        "device": column("provenance.device_name"),
+        "git commit": column("provenance.git_commit").map(lambda c: c[:10] if isinstance(c, str) else c),
+        "dirty": column("provenance.git_dirty"),
+        "torch": column("provenance.torch"),
+        "timm": column("provenance.timm"),
+        "created": column("provenance.created"),
+    })

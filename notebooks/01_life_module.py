@@ -28,54 +28,39 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
-import timm
 import torch
 
-import lifestudy
-from lifestudy import paper, report
+from lifestudy import chapters, complexity, paper, report
 from lifestudy.life import LIFE
-from lifestudy.profiles import get_profile
-from lifestudy.records import provenance, write_json_atomic
+from lifestudy.perturbation import head_fields, scale_fields
+from lifestudy.records import read_json, write_json_atomic
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
-device = "cpu"  # this chapter runs on the CPU whatever is passed
-seeds = None  # None: the profile's seeds (here only the random input and init use them)
-data_root = None  # unused: this chapter needs no dataset
-out_dir = None  # None: runs/<profile>/01_life_module
+# This chapter trains nothing and needs no dataset; it computes on the CPU.
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
+device = "cpu"  # cpu | cuda | auto
+seeds = None  # None: the seeds the profile gives this chapter
+data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-seeds = list(seeds) if seeds is not None else list(prof.seeds)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "01_life_module"
-out_dir.mkdir(parents=True, exist_ok=True)
-torch.manual_seed(seeds[0])
-report.run_banner(profile, seeds[:1], "cpu")
+chap = chapters.setup("01_life_module", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## What LIFE computes
@@ -89,6 +74,7 @@ report.run_banner(profile, seeds[:1], "cpu")
 # DeiT-Tiny (C = 192) with one class token, on a $14\times14$ grid:
 
 # %%
+torch.manual_seed(chap.seeds[0])  # the random input of the perturbations and LIFE's initial weights
 C, gh, gw, num_prefix_tokens = 192, 14, 14, 1
 life = LIFE(C, num_prefix_tokens=num_prefix_tokens).eval()
 x = torch.randn(1, num_prefix_tokens + gh * gw, C)
@@ -107,39 +93,7 @@ print(f"tokens {tuple(x.shape)} -> q|k|v {tuple(qkv.shape)}; channels per scale 
 
 
 # %%
-def perturbation_response(qkv_layer, grid_size, num_prefix_tokens, C, at=None):
-    """|change| of every output channel at every token when one patch token is perturbed.
-
-    Returns (response of patch tokens as (3C, gh, gw), response of the prefix tokens (P, 3C)).
-    """
-    gh, gw = grid_size
-    at = at if at is not None else (gh // 2, gw // 2)
-    x = torch.randn(1, num_prefix_tokens + gh * gw, C)
-    x2 = x.clone()
-    x2[0, num_prefix_tokens + at[0] * gw + at[1]] += torch.randn(C)
-    with torch.no_grad():
-        delta = (qkv_layer(x2, grid_size=grid_size) - qkv_layer(x, grid_size=grid_size)).abs()[0]
-    patches = delta[num_prefix_tokens:].T.reshape(3 * C, gh, gw)
-    return patches, delta[:num_prefix_tokens]
-
-
-def changed(response, rel=1e-5):
-    """Positions where the response is above a tiny fraction of its maximum."""
-    return response > rel * response.max().clamp_min(1e-30)
-
-
-patches, prefix = perturbation_response(life, (gh, gw), num_prefix_tokens, C)
-bounds = torch.tensor((0, *life.scale_dims)).cumsum(0).tolist()
-rows, maps = [], []
-for s, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
-    for part, offset in zip("qkv", (0, C, 2 * C)):
-        m = changed(patches[offset + lo: offset + hi].amax(0))
-        ys, xs = torch.nonzero(m, as_tuple=True)
-        rows.append({
-            "scale": s, "part": part, "positions changed": int(m.sum()),
-            "extent (patches)": f"{int(ys.max() - ys.min() + 1)}x{int(xs.max() - xs.min() + 1)}",
-        })
-    maps.append(patches[lo:hi].amax(0))
+rows, maps, prefix_change = scale_fields(life, (gh, gw))
 rf = pd.DataFrame(rows)
 rf_expected = {1: "1x1", 2: "3x3", 3: "7x7"}
 rf["expected"] = rf["scale"].map(rf_expected)
@@ -153,7 +107,7 @@ for s, (ax, m) in enumerate(zip(axes, maps), start=1):
     ax.set_xlabel("patch column (patches)")
     ax.set_ylabel("patch row (patches)")
     fig.colorbar(im, ax=ax, shrink=0.8, label="|change| of output")
-fig.suptitle(report.caption("Response of each scale to perturbing the centre patch token", profile, seeds[:1]))
+fig.suptitle(chap.caption("Response of each scale to perturbing the centre patch token"))
 plt.show()
 
 # %% [markdown]
@@ -162,7 +116,6 @@ plt.show()
 # values untouched.
 
 # %%
-prefix_change = float(prefix.max())
 print(f"largest change of the class token's q|k|v: {prefix_change:.3g}")
 assert prefix_change == 0.0
 
@@ -177,26 +130,7 @@ assert prefix_change == 0.0
 
 
 # %%
-def head_extents(model_name):
-    model = timm.create_model(model_name, num_classes=100).eval()
-    attn = model.blocks[0].attn
-    C = attn.qkv.in_features
-    gh, gw = model.patch_embed.grid_size
-    patches, _ = perturbation_response(attn.qkv, (gh, gw), model.num_prefix_tokens, C)
-    head_dim = C // attn.num_heads
-    out = []
-    for h in range(attn.num_heads):
-        m = changed(patches[h * head_dim:(h + 1) * head_dim].amax(0))
-        ys, xs = torch.nonzero(m, as_tuple=True)
-        side = int(ys.max() - ys.min() + 1)
-        out.append({"model": model_name, "head": h, "channels": f"{h * head_dim}-{(h + 1) * head_dim - 1}",
-                    "receptive field (patches)": f"{side}x{int(xs.max() - xs.min() + 1)}",
-                    "scale": {1: 1, 3: 2, 7: 3}.get(side, "mixed")})
-    return out
-
-
-head_models = ["deit_tiny_patch16_224_life"] + ([] if profile == "smoke" else ["deit_small_patch16_224_life"])
-heads = pd.DataFrame([row for name in head_models for row in head_extents(name)])
+heads = pd.DataFrame([row for name in study.head_models for row in head_fields(name)])
 heads
 
 # %% [markdown]
@@ -207,26 +141,11 @@ heads
 # model with and without LIFE. The paper's numbers sit beside ours, labelled.
 
 # %%
-from lifestudy import complexity  # noqa: E402
-
-pairs = [("deit_tiny_patch16_224", "deit_tiny_patch16_224_life")]
-if profile != "smoke":
-    pairs += [
-        ("deit_small_patch16_224", "deit_small_patch16_224_life"),
-        ("swinv2_tiny_window8_256", "swinv2_tiny_window8_256_life"),
-        ("t2t_vit_12", "t2t_vit_12_life"),
-    ]
-rows = []
-for pair in pairs:
-    for name in pair:
-        c = complexity.complexity(name, num_classes=100, img_size=256 if name.startswith("swinv2") else 224)
-        rows.append({"model": name, "params_m": c["params_m"], "gmacs": c["gmacs"]})
-counted = pd.DataFrame(rows).set_index("model")
-record_path = write_json_atomic(
-    out_dir / "complexity" / "record.json",
-    {"kind": "complexity", "metrics": counted.to_dict(orient="index"),
-     "provenance": provenance(profile=profile, device="cpu", chapter="01_life_module")},
-)
+counted = [complexity.complexity(name, num_classes=100, img_size=complexity.default_img_size(name))
+           for pair in study.complexity_pairs for name in pair]
+record_path = write_json_atomic(chap.path("complexity", "record.json"),
+                                complexity.complexity_record(counted, profile=profile, device="cpu", chapter=chap.name))
+counted = pd.DataFrame(read_json(record_path)["results"]).set_index("model")
 table = report.beside_paper(
     counted[["params_m", "gmacs"]].rename(columns={"params_m": "params (M)", "gmacs": "GMACs"}),
     paper.COMPLEXITY, {"params_m": "params (M)", "gmacs": "GMACs"},
@@ -284,16 +203,15 @@ table.round(2)
 # ## Summary
 
 # %%
-saved = report.chapter_records(out_dir, kind="complexity")
-counts = saved.filter(like="metrics.").iloc[0]
-tiny, tiny_life = "deit_tiny_patch16_224", "deit_tiny_patch16_224_life"
+tiny, tiny_life = study.complexity_pairs[0]  # DeiT-T, read back from the record above
+ours, theirs = counted.loc, paper.COMPLEXITY
 report.summary([
     "Perturbing one patch token changes the queries of "
     + ", ".join(f"scale {s} over {e}" for s, e in rf[rf.part == "q"][["scale", "extent (patches)"]].itertuples(index=False))
     + " patches (intended: 1x1, 3x3, 7x7); the class token's q|k|v do not change.",
     "Heads: " + "; ".join(f"{m} head {h} sees scale {s}" for m, h, s in heads[["model", "head", "scale"]].itertuples(index=False)) + ".",
-    f"DeiT-T: {counts[f'metrics.{tiny}.params_m']:.2f} M parameters and {counts[f'metrics.{tiny}.gmacs']:.2f} GMACs; "
-    f"with LIFE {counts[f'metrics.{tiny_life}.params_m']:.2f} M and {counts[f'metrics.{tiny_life}.gmacs']:.2f} GMACs "
-    f"(paper: {paper.COMPLEXITY[tiny]['params_m']:.2f} / {paper.COMPLEXITY[tiny]['gmacs']:.2f} and "
-    f"{paper.COMPLEXITY[tiny_life]['params_m']:.2f} / {paper.COMPLEXITY[tiny_life]['gmacs']:.2f}).",
+    f"DeiT-T: {ours[tiny, 'params_m']:.2f} M parameters and {ours[tiny, 'gmacs']:.2f} GMACs; "
+    f"with LIFE {ours[tiny_life, 'params_m']:.2f} M and {ours[tiny_life, 'gmacs']:.2f} GMACs "
+    f"(paper: {theirs[tiny]['params_m']:.2f} / {theirs[tiny]['gmacs']:.2f} and "
+    f"{theirs[tiny_life]['params_m']:.2f} / {theirs[tiny_life]['gmacs']:.2f}).",
 ])

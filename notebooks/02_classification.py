@@ -27,54 +27,40 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import paper, report, stats
-from lifestudy.engine import TrainConfig
+from lifestudy import chapters, paper, report, stats
 from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
-from lifestudy.profiles import get_profile
 
 chapter_start = time.perf_counter()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/02_classification
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.classification
-seeds = list(seeds) if seeds is not None else list(prof.seeds)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "02_classification"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("02_classification", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -97,26 +83,25 @@ models = [m for pair in pairs for m in pair] + list(study.references)
 arm = {m: arm for pair in pairs for m, arm in zip(pair, ("baseline", "with LIFE"))}
 arm.update({m: "CNN reference" for m in study.references})
 pair_of = {m: pair[0] for pair in pairs for m in pair}
-report.ensure_data(study.datasets, data_root)
+chapters.ensure_data(study.datasets, chap.data_root)
 configs = [
-    TrainConfig(task="classification", data=d, model=m, profile=profile, seed=s, root=data_root,
-                device=device, quiet=True, out=str(out_dir / d / m / f"seed{s}"))
-    for d in study.datasets for m in models for s in seeds
+    chap.config("classification", d, m, s, out=(d, m, f"seed{s}"))
+    for d in study.datasets for m in models for s in chap.seeds
 ]
-checks = [doubled(c) for c in configs if c.seed == seeds[0]] if prof.schedule_check else []
+checks = [doubled(c) for c in configs if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
 recipe = configs[0].recipe or {}
 plan = pd.DataFrame([{
-    "dataset": d, "models": ", ".join(models), "seeds": len(seeds),
-    "images per class": prof.settings_for(d).subset or "all",
-    "batch": prof.settings_for(d).batch_size or prof.recipe_for(d).batch_size,
-    "min steps": prof.recipe_for(d).min_steps, "epochs (at least)": prof.settings_for(d).epochs or prof.recipe_for(d).epochs,
-    "runs": len(models) * len(seeds), "schedule checks": len(models) if checks else 0,
+    "dataset": d, "models": ", ".join(models), "seeds": len(chap.seeds),
+    "images per class": chap.profile.settings_for(d).subset or "all",
+    "batch": chap.profile.settings_for(d).batch_size or chap.profile.recipe_for(d).batch_size,
+    "min steps": chap.profile.recipe_for(d).min_steps, "epochs (at least)": chap.profile.settings_for(d).epochs or chap.profile.recipe_for(d).epochs,
+    "runs": len(models) * len(chap.seeds), "schedule checks": len(models) if checks else 0,
 } for d in study.datasets])
 plan
 
 # %%
 # Runs finished before with the same resolved config (any chapter of this profile) are reused.
-recs = run_all(configs + checks, share=[out_dir.parent], jobs=prof.jobs, threads=prof.threads)
+recs = run_all(configs + checks, share=[chap.out_dir.parent], jobs=chap.profile.jobs, threads=chap.profile.threads)
 main_recs, check_recs = recs[:len(configs)], recs[len(configs):]
 runs = records_frame(main_recs)
 runs["arm"] = runs["model"].map(arm)
@@ -127,7 +112,7 @@ print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'train
 
 # %%
 if checks:
-    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == seeds[0]], check_recs))
+    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == chap.seeds[0]], check_recs))
     converged = {(r.dataset, r.model): bool(r.converged) for r in check.itertuples()}
     display(check.drop(columns=["subset"]).round(2))
 else:
@@ -153,7 +138,7 @@ g = sns.relplot(data=curves, x="step", y="eval_top1", hue="model", style="run", 
                 kind="line", errorbar="sd", marker="o", height=3.4, aspect=1.2,
                 facet_kws={"sharey": False, "sharex": False})
 g.set_axis_labels("optimizer steps", "test top-1 (%)")
-g.figure.suptitle(report.caption("Test accuracy during training", profile, seeds), y=1.04)
+g.figure.suptitle(chap.caption("Test accuracy during training"), y=1.04)
 plt.show()
 
 # %% [markdown]
@@ -188,7 +173,7 @@ fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
 sns.pointplot(data=runs, x="dataset", y="top1", hue="model", dodge=0.4, errorbar="sd", capsize=0.1,
               linestyle="none", ax=ax)
 ax.set_ylabel("test top-1 (%)")
-ax.set_title(report.caption("Top-1 accuracy, mean ± sd over seeds", profile, seeds), fontsize=9)
+ax.set_title(chap.caption("Top-1 accuracy, mean ± sd over seeds"), fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -231,5 +216,5 @@ if checks:
                  "converged (doubling moved top-1 by < 2 points).")
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
              f"{(runs['how'] != 'trained').sum()} reused, {len(checks)} schedule checks); profile {profile}; "
-             f"seeds {report.seeds_text(seeds)}; records under {out_dir}.")
+             f"seeds {report.seeds_text(chap.seeds)}; records under {chap.show()}.")
 report.summary(lines)

@@ -27,54 +27,40 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import report, stats
-from lifestudy.engine import TrainConfig
+from lifestudy import chapters, report, stats
 from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
-from lifestudy.profiles import get_profile
 
 chapter_start = time.perf_counter()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds for this study
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/03_data_size
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.sweep
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "03_data_size"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("03_data_size", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -89,20 +75,18 @@ report.run_banner(profile, seeds, device)
 # %%
 base_model, life_model = study.models
 arm = {base_model: "baseline", life_model: "with LIFE"}
-report.ensure_data([study.dataset], data_root)
+chapters.ensure_data([study.dataset], chap.data_root)
 configs = [
-    TrainConfig(task="classification", data=study.dataset, model=m, profile=profile, seed=s,
-                subset=n, root=data_root, device=device, quiet=True,
-                out=str(out_dir / f"n{n}" / m / f"seed{s}"))
-    for n in study.subsets for m in study.models for s in seeds
+    chap.config("classification", study.dataset, m, s, subset=n, out=(f"n{n}", m, f"seed{s}"))
+    for n in study.subsets for m in study.models for s in chap.seeds
 ]
-checks = [doubled(c) for c in configs if c.seed == seeds[0]] if prof.schedule_check else []
+checks = [doubled(c) for c in configs if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
 pd.DataFrame({"dataset": [study.dataset], "images per class": [list(study.subsets)],
-              "baseline": [base_model], "with LIFE": [life_model], "seeds": [seeds],
-              "min steps": [prof.recipe_for(study.dataset).min_steps], "schedule checks": [len(checks)]})
+              "baseline": [base_model], "with LIFE": [life_model], "seeds": [chap.seeds],
+              "min steps": [chap.profile.recipe_for(study.dataset).min_steps], "schedule checks": [len(checks)]})
 
 # %%
-recs = run_all(configs + checks, share=[out_dir.parent], jobs=prof.jobs, threads=prof.threads)
+recs = run_all(configs + checks, share=[chap.out_dir.parent], jobs=chap.profile.jobs, threads=chap.profile.threads)
 main_recs, check_recs = recs[:len(configs)], recs[len(configs):]
 runs = records_frame(main_recs).rename(columns={"subset": "images per class"})
 runs["LIFE"] = runs["model"].map(arm)
@@ -114,7 +98,7 @@ print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'train
 
 # %%
 if checks:
-    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == seeds[0]], check_recs))
+    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == chap.seeds[0]], check_recs))
     converged = {(int(r.subset), r.model): bool(r.converged) for r in check.itertuples()}
     display(check.round(2))
 else:
@@ -133,7 +117,7 @@ g = sns.relplot(data=curves, x="step", y="eval_top1", hue="model", col="subset",
                 errorbar="sd", marker="o", height=2.8, aspect=1.0, facet_kws={"sharey": False})
 g.set_axis_labels("optimizer steps", "test top-1 (%)")
 g.set_titles("{col_name} images per class")
-g.figure.suptitle(report.caption(f"{study.dataset}: test accuracy during training", profile, seeds), y=1.05)
+g.figure.suptitle(chap.caption(f"{study.dataset}: test accuracy during training"), y=1.05)
 plt.show()
 
 # %% [markdown]
@@ -168,7 +152,7 @@ for ax in (ax1, ax2):  # label the subset sizes themselves, not powers of ten
     ax.set_xlabel("training images per class (log scale)")
     ax.set_xticks(list(study.subsets), [str(n) for n in study.subsets])
     ax.minorticks_off()
-fig.suptitle(report.caption(f"{study.dataset}: {base_model} vs {life_model}", profile, seeds))
+fig.suptitle(chap.caption(f"{study.dataset}: {base_model} vs {life_model}"))
 plt.show()
 
 # %% [markdown]
@@ -185,5 +169,5 @@ for n, row in gain.iterrows():
                  + (f" (not converged: {', '.join(flags)})" if flags else "") + ".")
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
              f"{(runs['how'] != 'trained').sum()} reused, {len(checks)} schedule checks); profile {profile}; "
-             f"seeds {report.seeds_text(seeds)}.")
+             f"seeds {report.seeds_text(chap.seeds)}.")
 report.summary(lines)

@@ -28,55 +28,41 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import report, stats
-from lifestudy.engine import TrainConfig
+from lifestudy import chapters, report, stats
 from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
-from lifestudy.profiles import get_profile
 
 chapter_start = time.perf_counter()
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds for this study
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/04_distillation
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.distillation
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "04_distillation"
-report.run_banner(profile, seeds, device)
-share = [out_dir.parent]  # every chapter's runs of this profile: finished ones are reused
+chap = chapters.setup("04_distillation", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+share = [chap.out_dir.parent]  # every chapter's runs of this profile: finished ones are reused
+chap.banner()
 
 # %% [markdown]
 # ## The teacher
@@ -88,13 +74,12 @@ share = [out_dir.parent]  # every chapter's runs of this profile: finished ones 
 # trained the same CNN on the same data (its CNN reference), that run is the teacher.
 
 # %%
-report.ensure_data([study.dataset], data_root)
-teacher_cfg = TrainConfig(task="classification", data=study.dataset, model=study.teacher, profile=profile,
-                          seed=seeds[0], root=data_root, device=device, quiet=True,
-                          out=str(out_dir / "teacher" / study.teacher / f"seed{seeds[0]}"))
-teacher_checks = [doubled(teacher_cfg)] if prof.schedule_check else []
-teacher_rec, *teacher_check = run_all([teacher_cfg, *teacher_checks], share=share, jobs=prof.jobs,
-                                      threads=prof.threads)
+chapters.ensure_data([study.dataset], chap.data_root)
+teacher_cfg = chap.config("classification", study.dataset, study.teacher, chap.seeds[0],
+                          out=("teacher", study.teacher, f"seed{chap.seeds[0]}"))
+teacher_checks = [doubled(teacher_cfg)] if chap.profile.schedule_check else []
+teacher_rec, *teacher_check = run_all([teacher_cfg, *teacher_checks], share=share, jobs=chap.profile.jobs,
+                                      threads=chap.profile.threads)
 teacher_dir = teacher_rec["config"]["out"]  # where the teacher's checkpoint lies (maybe chapter 2's)
 
 # %% [markdown]
@@ -108,18 +93,15 @@ teacher_dir = teacher_rec["config"]["out"]  # where the teacher's checkpoint lie
 base_model, life_model = study.students
 twin_of = {m: m.replace("_distilled", "") for m in study.students}
 students = [
-    TrainConfig(task="classification", data=study.dataset, model=m, profile=profile, seed=s,
-                teacher=teacher_dir, root=data_root, device=device, quiet=True,
-                out=str(out_dir / "students" / m / f"seed{s}"))
-    for m in study.students for s in seeds
+    chap.config("classification", study.dataset, m, s, teacher=teacher_dir, out=("students", m, f"seed{s}"))
+    for m in study.students for s in chap.seeds
 ]
 twins = [
-    TrainConfig(task="classification", data=study.dataset, model=twin_of[m], profile=profile, seed=s,
-                root=data_root, device=device, quiet=True, out=str(out_dir / "twins" / twin_of[m] / f"seed{s}"))
-    for m in study.students for s in seeds
+    chap.config("classification", study.dataset, twin_of[m], s, out=("twins", twin_of[m], f"seed{s}"))
+    for m in study.students for s in chap.seeds
 ]
-checks = [doubled(c) for c in students if c.seed == seeds[0]] if prof.schedule_check else []
-recs = run_all(students + twins + checks, share=share, jobs=prof.jobs, threads=prof.threads)
+checks = [doubled(c) for c in students if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
+recs = run_all(students + twins + checks, share=share, jobs=chap.profile.jobs, threads=chap.profile.threads)
 n = len(students)
 runs = records_frame(recs[:2 * n])
 runs["distilled"] = runs["teacher"].notna()
@@ -131,9 +113,9 @@ print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'train
 # ## Has every schedule converged?
 
 # %%
-if prof.schedule_check:
+if chap.profile.schedule_check:
     check = schedule_check([(teacher_rec, teacher_check[0]),
-                            *zip([r for c, r in zip(students, recs) if c.seed == seeds[0]], recs[2 * n:])])
+                            *zip([r for c, r in zip(students, recs) if c.seed == chap.seeds[0]], recs[2 * n:])])
     converged = {r.model: bool(r.converged) for r in check.itertuples()}
     display(check.drop(columns=["subset"]).round(2))
 else:
@@ -149,7 +131,7 @@ fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
 sns.lineplot(data=curves, x="step", y="eval_top1", hue="model", errorbar="sd", marker="o", ax=ax)
 ax.set_xlabel("optimizer steps")
 ax.set_ylabel("test top-1 (%)")
-ax.set_title(report.caption(f"{study.dataset}: test accuracy during training", profile, seeds), fontsize=9)
+ax.set_title(chap.caption(f"{study.dataset}: test accuracy during training"), fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -179,11 +161,11 @@ distill_gain.round(2)
 fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
 sns.pointplot(data=runs, x="role", y="top1", errorbar="sd", capsize=0.1, linestyle="none", ax=ax)
 sns.stripplot(data=runs, x="role", y="top1", color="grey", alpha=0.6, ax=ax)
-ax.axhline(teacher_acc, ls="--", color="C3", label=f"teacher {study.teacher} (seed {seeds[0]})")
+ax.axhline(teacher_acc, ls="--", color="C3", label=f"teacher {study.teacher} (seed {chap.seeds[0]})")
 ax.set_xlabel("")
 ax.set_ylabel("test top-1 (%)")
 ax.legend(loc="lower right")
-ax.set_title(report.caption(f"Distilled students and their twins on {study.dataset}", profile, seeds), fontsize=9)
+ax.set_title(chap.caption(f"Distilled students and their twins on {study.dataset}"), fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -192,7 +174,7 @@ plt.show()
 # %%
 minutes = (time.perf_counter() - chapter_start) / 60
 flag = lambda m: " (not converged)" if converged.get(m) is False else ""  # noqa: E731
-lines = [f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {seeds[0]}){flag(study.teacher)}."]
+lines = [f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {chap.seeds[0]}){flag(study.teacher)}."]
 for role, group in runs.groupby("role", sort=False):
     model = group["model"].iloc[0]
     sd = f" ± {group['top1'].std(ddof=1):.2f}" if len(group) > 1 else ""
@@ -202,5 +184,5 @@ for _, row in life_gain.iterrows():
 for pair, row in distill_gain.iterrows():
     lines.append(f"Distilled - twin, {pair}: {row['text']} points: {row['verdict']}.")
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
-             f"{(runs['how'] != 'trained').sum()} reused); profile {profile}; seeds {report.seeds_text(seeds)}.")
+             f"{(runs['how'] != 'trained').sum()} reused); profile {profile}; seeds {report.seeds_text(chap.seeds)}.")
 report.summary(lines)

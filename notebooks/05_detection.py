@@ -31,62 +31,38 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import paper, report
+from lifestudy import chapters, paper, report
 from lifestudy.data import get_spec
 from lifestudy.dense.complexity import detector_complexity
-from lifestudy.engine import TrainConfig
-from lifestudy.profiles import get_profile
-from lifestudy.tasks.detection import HEAD_SIZES
+from lifestudy.tasks.detection import head_sizes
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/05_detection
-scene_canvases = None  # (train, test) generated scenes; None: the chapter's choice for the profile
+out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.detection
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-# Unless the profile sets the number of generated scenes, the smoke profile draws few
-# (seconds, not minutes); other profiles use the dataset's default.
-if scene_canvases is None and "train_length" not in prof.settings_for(study.dataset).options:
-    scene_canvases = {"smoke": (32, 16)}.get(profile)
-scene_options = (
-    {"train_length": scene_canvases[0], "test_length": scene_canvases[1]} if scene_canvases else {}
-)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "05_detection"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("05_detection", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -94,44 +70,41 @@ report.run_banner(profile, seeds, device)
 # Every backbone is trained with every head and every seed, from random initialisation
 # (as in the paper's table). Scores: COCO-style mAP (IoU 0.50:0.95), VOC-style mAP at
 # IoU 0.5, and F1 at IoU 0.5 counting a detection when its class score is at least 0.5
-# (the rule is stated in full in `lifestudy.dense.metrics`).
+# (the rule is stated in full in `lifestudy.dense.metrics`). The head's sizes and the
+# number of generated scenes are the profile's settings of the dataset.
 
 # %%
 pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
-              "heads": [list(study.heads)], "seeds": [seeds]})
+              "heads": [list(study.heads)], "seeds": [chap.seeds],
+              "canvases (train, test)": [chap.settings.canvases or "the dataset's own"],
+              "head sizes": [head_sizes(chap.settings.task_options())]})
 
 # %%
-report.ensure_data([study.dataset], data_root)
-configs = [
-    TrainConfig(
-        task="detection", data=study.dataset, model=b, head=h, profile=profile, seed=s,
-        root=data_root, device=device, quiet=True, options=scene_options, out=str(out_dir / h / b / f"seed{s}"),
-    )
+_ = chap.train(
+    chap.config("detection", study.dataset, b, s, head=h, out=(h, b, f"seed{s}"))
     for b in study.backbones
     for h in study.heads
-    for s in seeds
-]
-_ = report.train_all(configs, reuse=reuse_runs)
+    for s in chap.seeds
+)
 
 # %% [markdown]
 # ## Results
 
 # %%
-runs = report.chapter_records(out_dir, kind="train")
-runs = runs.rename(columns={"provenance.model": "backbone", "provenance.seed": "seed",
+runs = chap.records("train")
+runs = runs.rename(columns={"provenance.model": "backbone", "provenance.seed": "seed", "provenance.head": "head",
                             "metrics.map": "mAP (%)", "metrics.map_50": "mAP@0.5 (%)",
                             "metrics.f1": "F1 (%)"})
-runs["head"] = runs["config.head"] if "config.head" in runs else runs["path"].map(lambda p: Path(p).parts[-4])
 metrics = ["mAP (%)", "mAP@0.5 (%)", "F1 (%)"]
 stats = report.mean_std(runs, ["backbone", "head"], metrics)
 stats = stats.reindex(pd.MultiIndex.from_product([study.backbones, study.heads], names=stats.index.names))
 spec = get_spec(study.dataset)
-size = prof.settings_for(study.dataset).img_size or tuple(spec.input_size)
+size = tuple(runs["provenance.img_size"].iloc[0])  # the input the runs trained at
 cost = pd.DataFrame([
     {"backbone": b, "head": h, **{k: c[k] for k in ("params_m", "gmacs")}}
     for b, h in stats.index
     for c in [detector_complexity(b, h, num_classes=spec.num_classes, img_size=size,
-                                  in_chans=spec.in_chans, sizes=HEAD_SIZES.get(profile))]
+                                  in_chans=spec.in_chans, sizes=head_sizes(chap.settings.task_options()))]
 ]).set_index(["backbone", "head"]).rename(columns={"params_m": "params (M)", "gmacs": "GMACs"})
 table = report.format_mean_std(stats).join(cost.round(3))
 table
@@ -144,7 +117,7 @@ for ax, metric in zip(axes, ["mAP@0.5 (%)", "F1 (%)"]):
                   capsize=0.1, ax=ax, order=list(study.heads))
     ax.set_xlabel("detection head")
     ax.set_ylabel(metric.replace("(%)", "(percent)"))
-fig.suptitle(report.caption(f"Detection on {study.dataset}, mean ± sd", profile, seeds))
+fig.suptitle(chap.caption(f"Detection on {study.dataset}, mean ± sd"))
 plt.show()
 
 # %% [markdown]
@@ -181,5 +154,5 @@ for (backbone, head), row in stats.iterrows():
 if (stats[("F1 (%)", "mean")] == 0).all():
     lines.append("No detector scored any object at >= 0.5 confidence (F1 0 for every head): at this "
                  "scale the runs stay near chance, and the heads cannot be ranked from them.")
-lines.append(f"Profile {profile}; dataset {study.dataset}; records under {out_dir}.")
+lines.append(f"Profile {profile}; dataset {study.dataset}; records under {chap.show()}.")
 report.summary(lines)

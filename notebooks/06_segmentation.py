@@ -27,62 +27,38 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import paper, report
+from lifestudy import chapters, paper, report
 from lifestudy.data import get_spec
 from lifestudy.dense.complexity import segmenter_complexity
-from lifestudy.engine import TrainConfig
-from lifestudy.profiles import get_profile
-from lifestudy.tasks.segmentation import DECODER_DIM
+from lifestudy.tasks.segmentation import decoder_dim
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/06_segmentation
-scene_canvases = None  # (train, test) generated scenes; None: the chapter's choice for the profile
+out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.segmentation
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-# Unless the profile sets the number of generated scenes, the smoke profile draws few
-# (seconds, not minutes); other profiles use the dataset's default.
-if scene_canvases is None and "train_length" not in prof.settings_for(study.dataset).options:
-    scene_canvases = {"smoke": (32, 16)}.get(profile)
-scene_options = (
-    {"train_length": scene_canvases[0], "test_length": scene_canvases[1]} if scene_canvases else {}
-)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "06_segmentation"
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("06_segmentation", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The plan
@@ -90,44 +66,41 @@ report.run_banner(profile, seeds, device)
 # Each backbone is trained with each seed at the profile's input size, and once more at
 # each extra input size (the 2:1 one: a rectangular patch grid). mIoU is the mean over
 # classes of the intersection over union of predicted and true pixels, ignoring
-# unlabelled pixels (label 255); the background is a class.
+# unlabelled pixels (label 255); the background is a class. The decoder's width and the
+# number of generated scenes are the profile's settings of the dataset.
 
 # %%
-size = prof.settings_for(study.dataset).img_size
+spec = get_spec(study.dataset)
+size = tuple(chap.settings.img_size or spec.input_size)
 sizes = [size, *study.extra_img_sizes]
 pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
-              "input sizes (H, W)": [sizes], "seeds": [seeds]})
+              "input sizes (H, W)": [sizes], "seeds": [chap.seeds],
+              "canvases (train, test)": [chap.settings.canvases or "the dataset's own"],
+              "decoder width": [decoder_dim(chap.settings.task_options())]})
 
 # %%
-report.ensure_data([study.dataset], data_root)
-configs = [
-    TrainConfig(
-        task="segmentation", data=study.dataset, model=b, profile=profile, seed=s,
-        img_size=tuple(hw) if hw is not None else None, root=data_root, device=device, quiet=True, options=scene_options,
-        out=str(out_dir / ("x".join(map(str, hw)) if hw is not None else "default") / b / f"seed{s}"),
-    )
+_ = chap.train(
+    chap.config("segmentation", study.dataset, b, s, img_size=tuple(hw), out=("x".join(map(str, hw)), b, f"seed{s}"))
     for hw in sizes
     for b in study.backbones
-    for s in seeds
-]
-_ = report.train_all(configs, reuse=reuse_runs)
+    for s in chap.seeds
+)
 
 # %% [markdown]
 # ## Results
 
 # %%
-runs = report.chapter_records(out_dir, kind="train")
+runs = chap.records("train")
 runs = runs.rename(columns={"provenance.model": "backbone", "provenance.seed": "seed",
                             "metrics.miou": "mIoU (%)"})
-runs["input (H x W)"] = runs["path"].map(lambda p: Path(p).parts[-4])
+runs["input (H x W)"] = runs["provenance.img_size"].map(lambda hw: "x".join(map(str, hw)))
 stats = report.mean_std(runs, ["input (H x W)", "backbone"], "mIoU (%)")
-spec = get_spec(study.dataset)
 cost = pd.DataFrame([
     {"input (H x W)": hw, "backbone": b, **{k: c[k] for k in ("params_m", "gmacs")}}
     for hw, b in stats.index
     for c in [segmenter_complexity(b, num_classes=spec.num_classes, in_chans=spec.in_chans,
-                                   img_size=tuple(int(v) for v in hw.split("x")) if "x" in hw else tuple(spec.input_size),
-                                   dim=DECODER_DIM.get(profile, 256))]
+                                   img_size=tuple(int(v) for v in hw.split("x")),
+                                   dim=decoder_dim(chap.settings.task_options()))]
 ]).set_index(["input (H x W)", "backbone"]).rename(columns={"params_m": "params (M)", "gmacs": "GMACs"})
 table = report.format_mean_std(stats).join(cost.round(3))
 table
@@ -138,7 +111,7 @@ sns.pointplot(data=runs, x="input (H x W)", y="mIoU (%)", hue="backbone", dodge=
               errorbar="sd", capsize=0.1, ax=ax)
 ax.set_xlabel("input size (pixels, H x W)")
 ax.set_ylabel("mIoU (percent)")
-ax.set_title(report.caption(f"Segmentation on {study.dataset}, mean ± sd", profile, seeds), fontsize=9)
+ax.set_title(chap.caption(f"Segmentation on {study.dataset}, mean ± sd"), fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -150,8 +123,7 @@ plt.show()
 # not the values.
 
 # %%
-first = "x".join(map(str, size)) if size is not None else "default"
-ours = table.loc[first].reindex(list(study.backbones))
+ours = table.loc["x".join(map(str, size))].reindex(list(study.backbones))
 ours.insert(0, "backbone (ours)", ours.index)
 ours.index = ["with LIFE" if b.endswith("_life") else "baseline" for b in ours.index]
 theirs = {"baseline": paper.SEGMENTATION["deit_tiny"], "with LIFE": paper.SEGMENTATION["deit_tiny_life"]}
@@ -166,5 +138,5 @@ lines = [
     f"({int(row[('mIoU (%)', 'count')])} seeds)."
     for (hw, backbone), row in stats.iterrows()
 ]
-lines.append(f"Profile {profile}; dataset {study.dataset}; records under {out_dir}.")
+lines.append(f"Profile {profile}; dataset {study.dataset}; records under {chap.show()}.")
 report.summary(lines)

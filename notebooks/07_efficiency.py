@@ -27,25 +27,15 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 from pathlib import Path
@@ -55,25 +45,23 @@ from IPython.display import display
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import complexity, report
+from lifestudy import chapters, complexity, report
 from lifestudy.bench import BenchConfig, bench
-from lifestudy.profiles import get_profile
-from lifestudy.records import provenance, read_json, write_json_atomic
+from lifestudy.records import read_json, write_json_atomic
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
-device = "cpu"  # cpu | cuda: where throughput and memory are measured
-seeds = None  # None: the profile's seeds (no training here; recorded for completeness)
-data_root = None  # unused: this chapter needs no dataset
-out_dir = None  # None: runs/<profile>/07_efficiency
+# This chapter trains nothing and needs no dataset; `device` is where speed and memory are measured.
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
+device = "cpu"  # cpu | cuda | auto
+seeds = None  # None: the seeds the profile gives this chapter
+data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-seeds = list(seeds) if seeds is not None else list(prof.seeds)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "07_efficiency"
-base_model, life_model = prof.classification.models[0]
-sizes = {"smoke": [32, 64], "cpu": [32, 64, 96, 128], "paper": [32, 64, 128, 224]}[profile]
-report.run_banner(profile, seeds[:1], device)
+chap = chapters.setup("07_efficiency", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## Cost against the number of tokens
@@ -83,17 +71,14 @@ report.run_banner(profile, seeds[:1], device)
 # fvcore's convention, with the attention matrix products.
 
 # %%
-rows = []
-for size in sizes:
-    for name in (base_model, life_model):
-        c = complexity.complexity(name, num_classes=10, img_size=size)
-        rows.append({"model": name, "LIFE": name == life_model, "image side (px)": size,
-                     "tokens": (size // 4) ** 2, "params (M)": c["params_m"], "GMACs": c["gmacs"]})
-cost = pd.DataFrame(rows)
-write_json_atomic(out_dir / "complexity" / "record.json", {
-    "kind": "complexity", "metrics": {"rows": cost.to_dict(orient="records")},
-    "provenance": provenance(profile=profile, device="cpu", models=[base_model, life_model], sizes=sizes),
-})
+base_model, life_model = study.models
+counted = [complexity.complexity(name, num_classes=study.num_classes, img_size=side)
+           for side in study.img_sides for name in study.models]
+write_json_atomic(chap.path("complexity", "record.json"),
+                  complexity.complexity_record(counted, profile=profile, device="cpu", chapter=chap.name))
+cost = pd.DataFrame({"model": r["model"], "LIFE": r["model"] == life_model, "image side (px)": r["img_size"][0],
+                     "tokens": (r["img_size"][0] // 4) ** 2, "params (M)": r["params_m"], "GMACs": r["gmacs"]}
+                    for r in read_json(chap.path("complexity", "record.json"))["results"])
 overhead = cost.pivot_table(index="tokens", columns="LIFE", values="GMACs")
 overhead["LIFE overhead (%)"] = 100 * (overhead[True] / overhead[False] - 1)
 overhead.rename(columns={False: f"GMACs {base_model}", True: f"GMACs {life_model}"}).round(4)
@@ -106,7 +91,7 @@ ax1.set_ylabel("GMACs per image")
 ax2.plot(overhead.index, overhead["LIFE overhead (%)"], marker="o")
 ax2.set_xlabel("patch tokens per image")
 ax2.set_ylabel("extra MACs of LIFE (%)")
-fig.suptitle(report.caption("Multiply-accumulates against input size", profile))
+fig.suptitle(chap.caption("Multiply-accumulates against input size", seeds=False))
 plt.show()
 
 # %% [markdown]
@@ -121,16 +106,12 @@ plt.show()
 # command line.
 
 # %%
-bench_plan = {  # (input sides, batch size, timed repeats) per profile
-    "smoke": ([32, 64], 8, 1),
-    "cpu": ([32, 64], 32, 3),
-    "paper": ([32, 64, 128, 224], 64, 5),
-}[profile]
+plan = study.bench  # input sides, batch size, timed repeats
 rows = []
-for side in bench_plan[0]:
-    record = bench(BenchConfig(models=[base_model], img_size=(side, side), batch_size=bench_plan[1],
-                               num_classes=10, device=device, repeats=bench_plan[2]))
-    write_json_atomic(out_dir / "bench" / f"{side}x{side}" / "record.json", record)
+for side in plan.img_sides:
+    record = bench(BenchConfig(models=[base_model], img_size=(side, side), batch_size=plan.batch_size,
+                               num_classes=study.num_classes, device=device, repeats=plan.repeats))
+    write_json_atomic(chap.path("bench", f"{side}x{side}", "record.json"), record)
     for row in record["results"]:
         measures = {f"{mode} (img/s)": row[mode] for mode in ("train", "infer")}
         mem = row["memory"]["activation_mb"]
@@ -149,7 +130,7 @@ sns.lineplot(data=speed, x="tokens", y="LIFE / baseline", hue="measure", marker=
 ax.axhline(1.0, color="grey", lw=0.8)
 ax.set_xlabel("patch tokens per image")
 ax.set_ylabel("LIFE / baseline (ratio)")
-ax.set_title(report.caption(f"Throughput and activation memory of {life_model}, on {bench_device}", profile),
+ax.set_title(chap.caption(f"Throughput and activation memory of {life_model}, on {bench_device}", seeds=False),
              fontsize=9)
 plt.show()
 
@@ -208,7 +189,7 @@ report.summary([
     "Training throughput of LIFE relative to the baseline: " + ", ".join(
         f"{r['LIFE / baseline']:.2f}x at {r['tokens']} tokens"
         for _, r in speed[speed["measure"] == "train (img/s)"].iterrows()
-    ) + f" (measured on {bench_device}, profile {profile}; records under {out_dir / 'bench'}).",
+    ) + f" (measured on {bench_device}, profile {profile}; records under {chap.show(chap.path('bench'))}).",
 ] + ([
     "Recorded on " + gpu_bench["device"].iloc[0] + " (training, bf16): " + ", ".join(
         f"{r['model']} at {r['input']} {r['LIFE / baseline']:.2f}x"

@@ -27,70 +27,42 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
-from lifestudy import report
-from lifestudy.engine import TrainConfig
-from lifestudy.engine.checkpoint import load_run
-from lifestudy.profiles import get_profile
-from lifestudy.records import provenance, read_json, write_json_atomic
+from lifestudy import chapters, report
+from lifestudy.engine import load_run, resolve
+from lifestudy.records import read_json
 from lifestudy.rollout import figures, localisation
-from lifestudy.tasks import get_task
+from lifestudy.rollout.runs import run_dataset, score_run
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
+# The maps use the first seed's models: chapter 6's (next to `out_dir`) where they exist.
+# The number of test images scored is the profile's (`RolloutStudy.n_images`).
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
-seeds = None  # None: the profile's seeds (the maps use the first seed's models)
+seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
-out_dir = None  # None: runs/<profile>/08_rollout
-scene_canvases = None  # (train, test) generated scenes; None: the chapter's choice for the profile
-segmentation_runs = None  # None: chapter 6's runs, runs/<profile>/06_segmentation
-n_images = None  # test images to score; None: the profile's default
-reuse_runs = True  # reuse chapter 6's trained models (this chapter only reads them)
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-study = prof.segmentation
-seeds = list(seeds) if seeds is not None else prof.seeds_for(study)  # the study's own, else the profile's
-# Unless the profile sets the number of generated scenes, the smoke profile draws few
-# (seconds, not minutes); other profiles use the dataset's default.
-if scene_canvases is None and "train_length" not in prof.settings_for(study.dataset).options:
-    scene_canvases = {"smoke": (32, 16)}.get(profile)
-scene_options = (
-    {"train_length": scene_canvases[0], "test_length": scene_canvases[1]} if scene_canvases else {}
-)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "08_rollout"
-segmentation_runs = (
-    Path(segmentation_runs) if segmentation_runs is not None else out_dir.parent / "06_segmentation"
-)
-n_images = n_images or {"smoke": 8, "cpu": 200, "paper": 500}.get(profile, 200)
-torch_device = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-report.run_banner(profile, seeds[:1], device)
+chap = chapters.setup("08_rollout", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## The definitions
@@ -136,39 +108,27 @@ report.run_banner(profile, seeds[:1], device)
 # that are missing are trained here with the same settings.
 
 # %%
-size = prof.settings_for(study.dataset).img_size
-size_dir = "x".join(map(str, size)) if size is not None else "default"
+seg, seed0 = chap.profile.segmentation, chap.seeds[0]  # chapter 6's study, and the seed whose models are read
+segmentation_runs = chap.out_dir.parent / "06_segmentation"
 run_dirs = {}
-for b in study.backbones:
-    run_dir = segmentation_runs / size_dir / b / f"seed{seeds[0]}"
-    if not (reuse_runs and (run_dir / "record.json").exists()):
-        run_dir = out_dir / "models" / b / f"seed{seeds[0]}"
-        report.train_all([TrainConfig(
-            task="segmentation", data=study.dataset, model=b, profile=profile, seed=seeds[0],
-            root=data_root, device=device, quiet=True, options=scene_options, out=str(run_dir),
-        )], reuse=reuse_runs)
-    run_dirs[b] = run_dir
-pd.Series({b: str(d) for b, d in run_dirs.items()}, name="run folder").to_frame()
+for b in seg.backbones:
+    cfg = resolve(chap.config("segmentation", seg.dataset, b, seed0, out=("models", b, f"seed{seed0}")))
+    run_dirs[b] = segmentation_runs / "x".join(map(str, cfg.img_size)) / b / f"seed{seed0}"  # chapter 6's folder
+    if not (run_dirs[b] / "record.json").exists():  # not trained by chapter 6: train it here
+        chap.train([cfg])
+        run_dirs[b] = Path(cfg.out)
+pd.Series({b: chap.show(d) for b, d in run_dirs.items()}, name="run folder").to_frame()
 
 # %% [markdown]
 # ## Localisation scores
 
 # %%
 for b, run_dir in run_dirs.items():
-    model, cfg, spec = load_run(run_dir, device=torch_device)
-    _, test_set = get_task("segmentation").build_datasets(cfg, spec)
-    scores = localisation.localisation_scores(model, test_set, n=n_images, device=torch_device)
-    write_json_atomic(out_dir / "localisation" / b / "record.json", {
-        "kind": "localisation", "task": "rollout", "metrics": scores,
-        "provenance": provenance(profile=profile, model=b, dataset=study.dataset, seed=seeds[0],
-                                 device=torch_device, run=str(run_dir), n_images=n_images),
-    })
+    score_run(run_dir, n=study.n_images, device=chap.torch_device, out=chap.path("localisation", b, "record.json"))
 
 # %%
-records = report.chapter_records(out_dir / "localisation", kind="localisation")
-scores = {
-    row["provenance.model"]: read_json(row["path"])["metrics"] for _, row in records.iterrows()
-}
+records = chap.records("localisation")
+scores = {row["provenance.model"]: read_json(row["path"]) for _, row in records.iterrows()}
 table = localisation.localisation_table(scores)
 columns = ["model", "method", "pointing_game", "iou_area", "iou_half_max", "n_pairs"]
 table[[c for c in columns if c in table]].round(3)
@@ -182,7 +142,7 @@ for ax, metric, label in zip(axes, ["pointing_game", "iou_area"],
     pivot.plot.barh(xerr=err, ax=ax, capsize=2)
     ax.set_xlabel(label)
     ax.set_ylabel("map")
-fig.suptitle(report.caption(f"Localisation on {n_images} {study.dataset} test images (± s.e.m.)", profile, seeds[:1]))
+fig.suptitle(chap.caption(f"Localisation on {study.n_images} {seg.dataset} test images (± s.e.m.)"))
 plt.show()
 
 # %% [markdown]
@@ -192,14 +152,14 @@ plt.show()
 
 # %%
 for b, run_dir in run_dirs.items():
-    model, cfg, spec = load_run(run_dir, device=torch_device)
-    _, test_set = get_task("segmentation").build_datasets(cfg, spec)
+    model, cfg, _ = load_run(run_dir, device=chap.torch_device)
+    test_set, spec = run_dataset(cfg)
     image, target = test_set[0]
-    maps = localisation.method_maps(model, image[None].to(torch_device), ("dense-rollout", "last-layer", "prediction"))
+    maps = localisation.method_maps(model, image[None].to(chap.torch_device), ("dense-rollout", "last-layer", "prediction"))
     fig = figures.plot_class_maps(
         image, {m: v[0].cpu() for m, v in maps.items()}, target["semantic"],
         class_names=list(spec.class_names), mean=spec.mean, std=spec.std,
-        title=report.caption(f"{b}: class maps of test image 0", profile, seeds[:1]),
+        title=chap.caption(f"{b}: class maps of test image 0"),
     )
     plt.show()
 
@@ -208,15 +168,15 @@ for b, run_dir in run_dirs.items():
 
 # %%
 lines = []
-for b in study.backbones:
-    s = scores[b]["methods"]
+for b in seg.backbones:
+    s, chance = scores[b]["metrics"], scores[b]["chance"]
     lines.append(
-        f"{b}: Dense Attention Roll-Out pointing game {s['dense-rollout']['pointing_game']['mean']:.3f}, "
-        f"area-matched IoU {s['dense-rollout']['iou_area']['mean']:.3f}; last layer "
-        f"{s['last-layer']['pointing_game']['mean']:.3f} / {s['last-layer']['iou_area']['mean']:.3f}; "
-        f"the prediction itself {s['prediction']['pointing_game']['mean']:.3f} / {s['prediction']['iou_area']['mean']:.3f} "
-        f"(chance {scores[b]['chance']['pointing_game']['mean']:.3f} / {scores[b]['chance']['iou_area']['mean']:.3f}; "
+        f"{b}: Dense Attention Roll-Out pointing game {s['dense-rollout']['pointing_game']:.3f}, "
+        f"area-matched IoU {s['dense-rollout']['iou_area']:.3f}; last layer "
+        f"{s['last-layer']['pointing_game']:.3f} / {s['last-layer']['iou_area']:.3f}; "
+        f"the prediction itself {s['prediction']['pointing_game']:.3f} / {s['prediction']['iou_area']:.3f} "
+        f"(chance {chance['pointing_game']:.3f} / {chance['iou_area']:.3f}; "
         f"{scores[b]['n_pairs']} image-class pairs)."
     )
-lines.append(f"Profile {profile}; models of seed {seeds[0]}; records under {out_dir / 'localisation'}.")
+lines.append(f"Profile {profile}; models of seed {seed0}; records under {chap.show(chap.path('localisation'))}.")
 report.summary(lines)

@@ -25,29 +25,18 @@
 # %% [markdown]
 # ## Setup
 #
-# In Colab this cell installs the package from its repository; anywhere else it does
+# In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %%
-try:
-    import google.colab  # noqa: F401  (importable only in Colab)
+# %% tags=["colab"]
+import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
-    IN_COLAB = True
-except ImportError:
-    IN_COLAB = False
-if IN_COLAB:
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet",
-         "lifestudy @ git+https://github.com/lifestudy/lifestudy"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
 import platform
-from pathlib import Path
 
 import pandas as pd
 import timm
@@ -55,23 +44,23 @@ import torch
 import torchvision
 
 import lifestudy
-from lifestudy import report
-from lifestudy.profiles import PROFILES, get_profile
+from lifestudy import chapters, report
+from lifestudy.profiles import PROFILES
 from lifestudy.records import git_state, load_records
 
 # %% tags=["parameters"]
-profile = "cpu"  # smoke | cpu | paper
-device = "cpu"  # the device the other chapters ran on (shown, not used)
-seeds = None  # None: the profile's seeds
-data_root = None  # unused here
-out_dir = None  # None: runs/<profile>/09_results; the records are read from its parent
+# This chapter reads the records of the others (the parent of `out_dir`); `device` is only shown.
+profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
+device = "cpu"  # cpu | cuda | auto
+seeds = None  # None: the seeds the profile gives this chapter
+data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
+out_dir = None  # None: runs/<profile>/<this chapter>
+reuse_runs = False  # True: keep runs that already have a record instead of training again
 
 # %%
-prof = get_profile(profile)
-seeds = list(seeds) if seeds is not None else list(prof.seeds)
-out_dir = Path(out_dir) if out_dir is not None else Path("runs") / profile / "09_results"
-runs_root = out_dir.parent
-report.run_banner(profile, seeds, device)
+chap = chapters.setup("09_results", profile, seeds, device, out_dir, data_root, reuse_runs)
+study = chap.study
+chap.banner()
 
 # %% [markdown]
 # ## Every record
@@ -81,42 +70,10 @@ report.run_banner(profile, seeds, device)
 # provenance columns say where it came from.
 
 # %%
+runs_root = chap.out_dir.parent  # every chapter's runs
 records = load_records(runs_root)
-print(f"{len(records)} records under {runs_root}")
-
-
-def column(df, name, default=None):
-    return df[name] if name in df else pd.Series([default] * len(df), index=df.index)
-
-
-headline_keys = {"classification": "metrics.top1", "detection": "metrics.map_50", "segmentation": "metrics.miou"}
-
-
-def headline(row):
-    """The run's headline metric, e.g. 'top1 91.20' (empty for records that are not runs)."""
-    key = headline_keys.get(row.get("task"))
-    if key and pd.notna(row.get(key)):
-        return f"{key.split('.')[-1]} {float(row[key]):.2f}"
-    return ""
-
-
-table = pd.DataFrame({
-    "chapter": [Path(p).relative_to(runs_root).parts[0] for p in column(records, "path", "")],
-    "kind": column(records, "kind"),
-    "task": column(records, "task"),
-    "dataset": column(records, "provenance.dataset"),
-    "model": column(records, "provenance.model"),
-    "seed": column(records, "provenance.seed"),
-    "epochs": column(records, "provenance.epochs"),
-    "headline": [headline(row) for _, row in records.iterrows()],
-    "wall time (s)": column(records, "provenance.wall_time_s"),
-    "device": column(records, "provenance.device_name"),
-    "git commit": column(records, "provenance.git_commit").map(lambda c: c[:10] if isinstance(c, str) else c),
-    "dirty": column(records, "provenance.git_dirty"),
-    "torch": column(records, "provenance.torch"),
-    "timm": column(records, "provenance.timm"),
-    "created": column(records, "provenance.created"),
-})
+print(f"{len(records)} records under {chap.show(runs_root)}")
+table = report.provenance_table(records, runs_root)
 pd.set_option("display.max_rows", 500)
 table
 
@@ -201,7 +158,7 @@ pd.Series(env, name="value").to_frame()
 # %%
 commits = sorted({c for c in table["git commit"].dropna() if c})
 report.summary([
-    f"{len(table)} records under {runs_root} (profile {profile}), from {table['chapter'].nunique()} chapters.",
+    f"{len(table)} records under {chap.show(runs_root)} (profile {profile}), from {table['chapter'].nunique()} chapters.",
     f"Recorded wall time of the runs in total: {table['wall time (s)'].fillna(0).sum() / 60:.1f} minutes.",
     f"Code versions: {', '.join(commits) if commits else 'not a git checkout'}; "
     f"{int(table['dirty'].fillna(False).astype(bool).sum())} records from a tree with uncommitted changes.",

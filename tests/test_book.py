@@ -48,11 +48,28 @@ def test_config_executes_nothing_and_bundles_mathjax():
 
 
 def test_colab_set_up_installs_from_the_configured_repository():
-    """The repository URL is written once (book/_config.yml); every set-up cell uses it."""
+    """The repository URL is written once (book/_config.yml); every set-up cell is written from it."""
+    from test_notebooks import _load_colab_tool
+
+    colab = _load_colab_tool()
     url = config()["repository"]["url"].rstrip("/")
+    assert colab.repository_url() == url
     for path in NOTEBOOKS:
-        setup = next(c for c in read(path).cells if "google.colab" in c.source)
+        setup = next(c for c in read(path).cells if "colab" in c.metadata.get("tags", []))
         assert f"git+{url}" in setup.source, f"{path.name}: set-up cell does not install from {url}"
+        assert setup.source.strip() == colab.setup_cell(url).strip(), f"{path.name}: run `make colab`"
+
+
+def test_make_colab_points_every_chapter_at_a_fork(tmp_path):
+    """Changing repository.url and running the tool rewrites each set-up cell (what `make colab` does)."""
+    from test_notebooks import _load_colab_tool
+
+    colab = _load_colab_tool()
+    text = NOTEBOOKS[0].read_text()
+    fork = colab.with_setup_cell(text, "https://github.com/someone/lifestudy-fork")
+    assert "git+https://github.com/someone/lifestudy-fork" in fork
+    assert "git+" + config()["repository"]["url"].rstrip("/") not in fork
+    assert colab.with_setup_cell(fork, config()["repository"]["url"].rstrip("/")) == text  # and back
 
 
 def test_colab_link():
@@ -167,3 +184,43 @@ def test_banner_and_captions_name_profile_seeds_and_device():
     banner = report.run_banner("cpu", [0, 1, 2], "cpu").data
     assert "`cpu`" in banner and "seeds 0, 1, 2" in banner and "device cpu" in banner
     assert report.caption("Accuracy", "smoke", [0]) == "Accuracy (profile smoke, seeds 0)"
+
+
+# --------------------------------------------------------------------------------------
+# `make book-check` (book/tools/check_book.py): the link check runs here; the browser part
+# needs Chromium, which CI does not install, so it runs by hand.
+
+
+def _check_book():
+    sys.path.insert(0, str(BOOK / "tools"))
+    try:
+        import check_book
+    finally:
+        sys.path.remove(str(BOOK / "tools"))
+    return check_book
+
+
+def test_book_check_finds_broken_pages_and_anchors(tmp_path):
+    check_book = _check_book()
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "skipped.html").write_text('<a href="missing.html">asset page</a>')
+    (tmp_path / "index.html").write_text(
+        '<h1 id="top">t</h1><a href="chapters/a.html#sec">ok</a><a href="#top">ok</a>'
+        '<a href="https://example.org/x">external</a><a href="chapters/b.html">gone</a>')
+    (tmp_path / "chapters" / "a.html").write_text(
+        '<section id="sec"></section><a href="../index.html#nowhere">bad anchor</a>')
+    pages = check_book.pages(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in pages] == ["chapters/a.html", "index.html"]
+    problems = check_book.broken_links(tmp_path, pages)
+    assert problems == [
+        "chapters/a.html: broken link '../index.html#nowhere' (no anchor #nowhere)",
+        "index.html: broken link 'chapters/b.html' (no chapters/b.html)",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_internal_links_of_the_built_book_resolve(built_book):
+    check_book = _check_book()
+    assert check_book.broken_links(built_book, check_book.pages(built_book)) == []

@@ -74,3 +74,16 @@ def test_unknown_model_is_a_clear_error(capsys):
         complexity("no_such_model_life")
     assert main(["complexity", "--model", "no_such_model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_one_record_shape_for_cli_and_chapters():
+    from lifestudy.complexity import complexity_record, default_img_size
+
+    rows = [complexity("deit_test_patch4_32", num_classes=10, img_size=32)]
+    rec = complexity_record(rows, profile="smoke", chapter="07_efficiency")
+    assert rec["kind"] == "complexity" and rec["results"] == rows
+    assert rec["metrics"]["deit_test_patch4_32@32x32"] == {"params_m": rows[0]["params_m"], "gmacs": rows[0]["gmacs"]}
+    assert rec["provenance"]["chapter"] == "07_efficiency" and "fvcore" in rec["provenance"]["convention"]
+    # The paper's table counts each model at its own input size (a LIFE twin at its baseline's).
+    assert default_img_size("swinv2_tiny_window8_256_life") == (256, 256)
+    assert default_img_size("deit_tiny_patch16_224") == (224, 224)

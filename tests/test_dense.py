@@ -303,11 +303,12 @@ def test_init_from_grey_classifier_into_rgb_backbone(tmp_path):
 
 
 def test_scene_options_draw_at_the_run_size():
-    from lifestudy.dense.transforms import SCENE_CANVASES, scene_options
+    from lifestudy.dense.transforms import scene_options
 
-    opts = scene_options("scenes-seg", (32, 64), {}, "train", profile="smoke")
-    assert opts["size"] == (32, 64) and opts["length"] == SCENE_CANVASES["smoke"][0]
+    opts = scene_options("scenes-seg", (32, 64), {"train_length": 12}, "train")
+    assert opts["size"] == (32, 64) and opts["length"] == 12
     assert max(opts["item_size"]) <= 32  # items fit the shorter side
-    opts = scene_options("scenes-det", (64, 64), {"test_length": 7}, "test", profile="paper")
+    opts = scene_options("scenes-det", (64, 64), {"test_length": 7}, "test")
     assert opts == {"size": (64, 64), "length": 7}
-    assert scene_options("voc-det", (512, 512), {}, "train", profile="cpu") == {}
+    assert "length" not in scene_options("scenes-det", (64, 64), {}, "train")  # the scenes' own default
+    assert scene_options("voc-det", (512, 512), {"train_length": 5}, "train") == {}

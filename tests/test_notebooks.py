@@ -32,7 +32,8 @@ nbformat = pytest.importorskip("nbformat")
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 NAMES = [p.stem for p in NOTEBOOKS]
-REQUIRED_PARAMETERS = {"profile", "device", "seeds", "data_root", "out_dir"}
+# Every chapter takes the same parameters (papermill's -p NAME VALUE), some after others.
+REQUIRED_PARAMETERS = {"profile", "device", "seeds", "data_root", "out_dir", "reuse_runs"}
 
 
 def _load_colab_tool():
@@ -92,9 +93,9 @@ def test_anatomy(path):
     for part in ("What you will do", "What you will learn", "What you need"):
         assert part in title.source, f"{path.name}: the title cell must say '{part}'"
     params = cells.index(parameters_cell(nb))
-    setup = [i for i, c in enumerate(cells) if c.cell_type == "code" and "google.colab" in c.source]
-    assert setup and setup[0] < params, "a Colab-only set-up cell must come before the parameters"
-    assert "if IN_COLAB" in cells[setup[0]].source
+    setup = [i for i, c in enumerate(cells) if "colab" in c.metadata.get("tags", [])]
+    assert len(setup) == 1 and setup[0] < params, "one Colab set-up cell (tagged 'colab') before the parameters"
+    assert 'if "google.colab" in sys.modules:' in cells[setup[0]].source  # it does nothing outside Colab
     imports = [i for i, c in enumerate(cells) if c.cell_type == "code" and "import lifestudy" in c.source
                or c.cell_type == "code" and "from lifestudy" in c.source]
     assert imports and imports[0] < params, "imports come before the parameters cell"
@@ -102,7 +103,10 @@ def test_anatomy(path):
     assert len(sections) >= 2
     assert sections[-1].source.strip() == "## Summary"
     assert "report.summary(" in cells[-1].source, "the last cell prints the summary from the records"
-    assert "report.run_banner(profile, " in "".join(c.source for c in cells[params:params + 2])
+    # The chapter is set up in one call, right after its parameters, and says what its numbers are.
+    setup_call = cells[params + 1].source
+    assert f'chapters.setup("{path.stem}", profile, seeds, ' in setup_call
+    assert "chap.banner(" in setup_call
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)

@@ -4,6 +4,7 @@ settings resolve in the documented order (option > dataset settings > recipe > s
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import timm
@@ -12,7 +13,7 @@ import lifestudy  # noqa: F401  (registers the study's models)
 from lifestudy.data import DATASETS, get_spec
 from lifestudy.engine import TrainConfig, resolve
 from lifestudy.errors import ConfigError
-from lifestudy.profiles import CPU_BUDGET, PROFILES, Profile, Recipe, get_profile
+from lifestudy.profiles import CHAPTERS, CPU_BUDGET, PROFILES, DataSettings, Profile, Recipe, get_profile
 
 
 def test_three_profiles_by_name():
@@ -34,9 +35,10 @@ def test_paper_recipe_is_deits():
 @pytest.mark.parametrize("name", list(PROFILES))
 def test_every_named_model_and_dataset_exists(name):
     p: Profile = PROFILES[name]
-    models = [m for pair in p.classification.models for m in pair]
+    models = [m for pair in p.classification.models for m in pair] + list(p.classification.references)
     models += [*p.sweep.models, p.distillation.teacher, *p.distillation.students]
-    models += [*p.detection.backbones, *p.segmentation.backbones]
+    models += [*p.detection.backbones, *p.segmentation.backbones, *p.efficiency.models]
+    models += [*p.module.head_models, *(m for pair in p.module.complexity_pairs for m in pair)]
     missing = [m for m in models if not timm.is_model(m)]
     assert not missing, missing
     datasets = [*p.classification.datasets, p.sweep.dataset, p.distillation.dataset,
@@ -80,3 +82,63 @@ def test_resolution_order(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown recipe field"):
         resolve(TrainConfig(out=str(tmp_path), recipe={"mixup_alpha": 1}), get_spec("digits"))
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_every_chapter_has_its_study_and_the_dense_sizes_are_real(name):
+    """Each chapter reads its plan from the profile; head sizes name DetrHeadConfig's fields."""
+    from lifestudy.tasks.detection import head_sizes
+    from lifestudy.tasks.segmentation import decoder_dim
+
+    p = PROFILES[name]
+    assert list(CHAPTERS) == list(CPU_BUDGET)
+    for chapter, attr in CHAPTERS.items():
+        assert (p.study(chapter) is None) == (attr is None)
+    assert p.study("05_detection") is p.detection and p.study("08_rollout").n_images > 0
+    for d in (p.detection.dataset, p.segmentation.dataset):
+        options = p.settings_for(d).task_options()
+        head_sizes(options), decoder_dim(options)  # unknown head fields would raise here
+    bench = p.efficiency.bench
+    assert bench.batch_size > 0 and bench.repeats > 0 and set(bench.img_sides) <= set(p.efficiency.img_sides)
+    with pytest.raises(ConfigError, match="unknown chapter"):
+        p.study("10_more")
+
+
+def test_dense_settings_reach_the_run_as_options(tmp_path):
+    """Canvases, head sizes and decoder width come from the profile's dataset settings (not
+    from the profile's name deep down), and a run's own options change them key by key."""
+    from lifestudy.tasks.detection import head_sizes
+
+    smoke = PROFILES["smoke"]
+    cfg = resolve(TrainConfig(task="detection", data="scenes-det", profile="smoke", out=str(tmp_path)))
+    det = smoke.settings_for("scenes-det")
+    assert (cfg.options["train_length"], cfg.options["test_length"]) == det.canvases
+    assert head_sizes(cfg.options).dim == det.head_sizes["dim"]
+    cfg = resolve(TrainConfig(task="detection", data="scenes-det", profile="smoke", out=str(tmp_path),
+                              options={"head_sizes": {"enc_depth": 3}, "train_length": 4}))
+    sizes = head_sizes(cfg.options)
+    assert (sizes.enc_depth, sizes.dim, cfg.options["train_length"]) == (3, det.head_sizes["dim"], 4)
+    seg = resolve(TrainConfig(task="segmentation", data="scenes-seg", profile="cpu", out=str(tmp_path)))
+    assert seg.options["decoder_dim"] == PROFILES["cpu"].settings_for("scenes-seg").decoder_dim
+    assert DataSettings().task_options() == {}
+    assert DataSettings(options={"pretrained": True}).task_options({"a": 1}) == {"pretrained": True, "a": 1}
+
+
+def test_chapter_setup_is_one_call(tmp_path):
+    from lifestudy import chapters
+
+    chap = chapters.setup("03_data_size", "cpu")
+    cpu = PROFILES["cpu"]
+    assert chap.study is cpu.sweep and chap.seeds == [0]  # the study's own seeds
+    assert chap.out_dir == Path("runs") / "cpu" / "03_data_size" and chap.device == "cpu"
+    chap = chapters.setup("02_classification", "smoke", seeds=[4, 5], device="auto", out_dir=tmp_path,
+                          data_root=tmp_path / "data", reuse_runs=True)
+    assert chap.seeds == [4, 5] and chap.out_dir == tmp_path and chap.torch_device in ("cpu", "cuda:0")
+    cfg = chap.config("classification", "digits", "deit_test_patch4_32", 4, out=("digits", "m", "seed4"))
+    assert (cfg.profile, cfg.root, cfg.device, cfg.quiet) == ("smoke", str(tmp_path / "data"), "auto", True)
+    assert cfg.out == str(tmp_path / "digits" / "m" / "seed4")
+    assert "profile `smoke`" in chap.banner().data and "seeds 4, 5" in chap.banner().data
+    assert chap.caption("Accuracy") == "Accuracy (profile smoke, seeds 4, 5)"
+    assert chapters.setup("09_results", "paper").study is None
+    with pytest.raises(ConfigError, match="unknown chapter"):
+        chapters.setup("10_more", "cpu")

@@ -1,4 +1,9 @@
-"""The Colab copies of the chapters: ``notebooks/NN_name.py`` -> ``notebooks/colab/NN_name.ipynb``.
+"""The Colab set-up cell of every chapter, and its Colab copy: ``notebooks/NN_name.py`` ->
+``notebooks/colab/NN_name.ipynb``.
+
+The repository's address is written in one place, ``book/_config.yml`` (``repository.url``).
+Each chapter's cell tagged ``colab`` installs the package from it when the notebook runs in
+Colab (:func:`setup_cell` writes that cell), and does nothing elsewhere.
 
 Colab opens ``.ipynb`` files from GitHub but not jupytext's ``.py`` notebooks, so each
 chapter has a committed, output-free ``.ipynb`` twin; the book's Colab buttons open it
@@ -8,7 +13,7 @@ unchanged chapter changes nothing in git, and ``tests/test_notebooks.py`` can fa
 copy drifts from its source.
 
 Usage: ``python book/tools/colab.py [--check] notebooks/01_life_module.py ...``
-(``make colab`` runs it on every chapter).
+(``make colab`` runs it on every chapter: it rewrites the set-up cells, then the copies).
 """
 
 from __future__ import annotations
@@ -19,8 +24,41 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import yaml
 
-__all__ = ["colab_notebook", "colab_path", "render", "main"]
+__all__ = ["CONFIG", "COLAB_TAG", "repository_url", "setup_cell", "with_setup_cell", "colab_notebook",
+           "colab_path", "render", "main"]
+
+CONFIG = Path(__file__).resolve().parents[1] / "_config.yml"
+COLAB_TAG = "colab"
+_CELL_MARK = f'# %% tags=["{COLAB_TAG}"]\n'
+
+
+def repository_url(config: Path = CONFIG) -> str:
+    """The repository's address, ``repository.url`` of the book's configuration."""
+    return yaml.safe_load(config.read_text())["repository"]["url"].rstrip("/")
+
+
+def setup_cell(url: str) -> str:
+    """The source of the Colab set-up cell that installs the package from ``url``."""
+    return (
+        "import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)\n"
+        "\n"
+        'if "google.colab" in sys.modules:  # in Colab only: install the package from its repository\n'
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",\n'
+        f'                    "lifestudy @ git+{url}"], check=True)\n'
+    )
+
+
+def with_setup_cell(text: str, url: str) -> str:
+    """A jupytext percent chapter's text with its ``colab`` cell (there must be one) rewritten."""
+    start = text.find(_CELL_MARK)
+    if start < 0 or text.find(_CELL_MARK, start + 1) >= 0:
+        raise ValueError(f"a chapter needs exactly one cell marked {_CELL_MARK.strip()!r}")
+    body = start + len(_CELL_MARK)
+    end = text.find("\n# %%", body)
+    end = len(text) if end < 0 else end + 1
+    return text[:body] + setup_cell(url) + "\n" + text[end:]
 
 
 def colab_path(source: Path) -> Path:
@@ -54,8 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sources", nargs="+", type=Path, help="notebooks/NN_name.py files")
     parser.add_argument("--check", action="store_true", help="only report copies that are out of date")
     args = parser.parse_args(argv)
+    url = repository_url()
     stale = []
     for source in args.sources:
+        text = with_setup_cell(source.read_text(), url)
+        if text != source.read_text():
+            stale.append(source)
+            if not args.check:
+                source.write_text(text)
+                print(f"wrote the set-up cell of {source}")
         target, text = colab_path(source), render(source)
         if target.exists() and target.read_text() == text:
             continue

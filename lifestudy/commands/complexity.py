@@ -21,36 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the results as a JSON record")
 
 
-def _default_size(name: str) -> tuple[int, int]:
-    import timm
-
-    from lifestudy.errors import ConfigError
-
-    if name.endswith("_life"):  # a twin has its baseline's input size
-        from lifestudy.models import BASELINES
-
-        name = BASELINES.get(name, name)
-    try:
-        cfg = timm.models.get_pretrained_cfg(name)
-    except Exception:  # noqa: BLE001  (older timm raise different errors for unknown names)
-        cfg = None
-    if cfg is None:
-        if name not in timm.list_models():
-            raise ConfigError(f"unknown model {name!r}: use a timm model name (LIFE models end in _life)")
-        return (224, 224)
-    size = getattr(cfg, "input_size", None) or (3, 224, 224)
-    return tuple(size[1:])
-
-
 def run(args: argparse.Namespace) -> int:
     import lifestudy  # noqa: F401  (registers the models)
-    from lifestudy.complexity import complexity
-    from lifestudy.records import provenance, write_json_atomic
+    from lifestudy.complexity import complexity, complexity_record, default_img_size
+    from lifestudy.records import write_json_atomic
 
     rows = []
     print(f"{'model':32s} {'H x W':>9s} {'classes':>7s} {'params (M)':>10s} {'GMACs':>7s}   paper (M / GMACs)")
     for name in args.model:
-        size = tuple(args.img_size) if args.img_size else _default_size(name)
+        size = tuple(args.img_size) if args.img_size else default_img_size(name)
         row = complexity(name, num_classes=args.num_classes, img_size=size, in_chans=args.in_chans)
         rows.append(row)
         ref = row["paper"]
@@ -58,11 +37,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:32s} {size[0]:>4d}x{size[1]:<4d} {args.num_classes:7d} "
               f"{row['params_m']:10.2f} {row['gmacs']:7.2f}   {paper_txt}")
     if args.json:
-        write_json_atomic(args.json, {
-            "kind": "complexity",
-            "results": rows,
-            "metrics": {f"{r['model']}/params_m": r["params_m"] for r in rows}
-            | {f"{r['model']}/gmacs": r["gmacs"] for r in rows},
-            "provenance": provenance(convention="fvcore MACs incl. attention products; trainable params"),
-        })
+        write_json_atomic(args.json, complexity_record(rows, device="cpu"))
     return 0

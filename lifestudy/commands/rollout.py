@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lifestudy.engine.checkpoint import load_run
+    from lifestudy.engine.trained import load_run
     from lifestudy.records import provenance, write_json_atomic
     from lifestudy.rollout.runs import image_scores, load_image, run_dataset, run_maps, score_run
 

@@ -17,16 +17,20 @@ analogue of the paper's ImageNet-1k initialisation: :func:`load_backbone_checkpo
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import timm
 import torch
+from timm.layers import resample_abs_pos_embed, to_2tuple
+from timm.models.swin_transformer_v2 import SwinTransformerV2
 from torch import nn
 
+import lifestudy.models  # noqa: F401  (registers the study's timm models)
 from lifestudy.errors import ConfigError, UnsupportedModelError
+from lifestudy.weights import checkpoint_path, read_weights
 
 __all__ = [
+    "is_swin",
     "create_backbone",
     "backbone_width",
     "backbone_stride",
@@ -37,8 +41,10 @@ __all__ = [
 ]
 
 
-def _is_swin(model: nn.Module) -> bool:
-    return hasattr(model, "layers") and not hasattr(model, "blocks")
+def is_swin(model: nn.Module) -> bool:
+    """A timm SwinTransformerV2 (LIFE or not), or a dense model holding one as ``.backbone``:
+    the one rule for "is this Swin?" (its token grid, stride and roll-out differ from a ViT's)."""
+    return any(isinstance(m, SwinTransformerV2) for m in (model, getattr(model, "backbone", None)))
 
 
 def create_backbone(
@@ -58,14 +64,12 @@ def create_backbone(
         pretrained: load timm's pretrained weights (needs them in the local cache or network).
         kwargs: passed to ``timm.create_model`` (``drop_path_rate``, ...).
     """
-    import lifestudy  # noqa: F401  (registers the study's timm models)
-
     if not timm.is_model(name):
         raise ConfigError(
             f"unknown backbone {name!r}; use a registered timm name such as "
             "'deit_tiny_patch16_224_life' or 'deit_test_patch4_32' (see `timm.list_models()`)"
         )
-    H, W = _pair(img_size)
+    H, W = (int(v) for v in to_2tuple(img_size))
     opts: dict[str, Any] = dict(num_classes=0, in_chans=in_chans, img_size=(H, W), **kwargs)
     if not name.startswith("swin"):
         opts.setdefault("dynamic_img_size", True)
@@ -82,13 +86,6 @@ def create_backbone(
     return model
 
 
-def _pair(size: Any) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    H, W = (int(s) for s in size)
-    return H, W
-
-
 def backbone_width(model: nn.Module) -> int:
     """Channels C of the feature grid."""
     return int(model.num_features)
@@ -96,7 +93,7 @@ def backbone_width(model: nn.Module) -> int:
 
 def backbone_stride(model: nn.Module) -> tuple[int, int]:
     """Pixels per feature-grid cell (the patch size for a ViT, 32 for SwinV2)."""
-    if _is_swin(model):
+    if is_swin(model):
         return 32, 32
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
     if patch is None:
@@ -104,7 +101,7 @@ def backbone_stride(model: nn.Module) -> tuple[int, int]:
             f"{type(model).__name__} is not a backbone the dense heads can read as a patch grid; "
             "use a ViT/DeiT (e.g. deit_tiny_patch16_224_life) or a SwinV2 backbone"
         )
-    return _pair(patch)
+    return tuple(int(v) for v in to_2tuple(patch))
 
 
 def patch_grid(model: nn.Module, H: int, W: int) -> tuple[int, int]:
@@ -131,23 +128,6 @@ def feature_grid(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 3, 1, 2).contiguous()
     x = x[:, getattr(model, "num_prefix_tokens", 1):]
     return x.transpose(1, 2).reshape(B, -1, gh, gw)
-
-
-def _unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:
-    """The model weights inside a checkpoint of ours (or a bare state dict)."""
-    if isinstance(obj, dict):
-        # The EMA weights are the evaluated ones when a run kept an EMA.
-        for key in ("model_ema", "ema", "model", "state_dict", "module"):
-            if isinstance(obj.get(key), dict) and obj[key] and all(
-                isinstance(v, torch.Tensor) for v in obj[key].values()
-            ):
-                return obj[key]
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
-    raise ConfigError(
-        "the --init checkpoint holds no model weights; pass the checkpoint.pt (or the run "
-        "folder) of a classification run of ours, or a plain state dict saved with torch.save"
-    )
 
 
 def _channels_differ_only(value: torch.Tensor, target: torch.Tensor) -> bool:
@@ -178,18 +158,8 @@ def load_backbone_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[
         model: the timm backbone (``detector.backbone`` / ``segmenter.backbone``).
         path: a ``checkpoint.pt`` or a run folder holding one.
     """
-    from timm.layers import resample_abs_pos_embed
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise ConfigError(
-            f"no checkpoint at {path}; pass --init with a classification run folder of ours "
-            "(it holds checkpoint.pt) or a checkpoint file"
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    source = _unwrap_state_dict(ckpt)
+    path = checkpoint_path(path)
+    source = read_weights(path)  # the weights the run evaluated (its EMA's when it kept one)
     own = model.state_dict()
     loaded, skipped, resampled = [], [], []
     new_state = {}

@@ -5,9 +5,8 @@ matrix products, trainable parameters), for one image of the given size, with th
 backbone's and the head's shares reported apart. The paper's rows
 (:data:`lifestudy.paper.DETECTION`, :data:`lifestudy.paper.SEGMENTATION`) are for its own
 head sizes and input resolution, which the paper text available to us does not fully
-state; ours are chosen per profile (``lifestudy.tasks.detection.HEAD_SIZES``,
-``lifestudy.tasks.segmentation.DECODER_DIM``), so compare differences between variants,
-not absolute sizes.
+state; ours are chosen per profile (``DataSettings.head_sizes`` and ``decoder_dim`` in
+``lifestudy.profiles``), so compare differences between variants, not absolute sizes.
 """
 
 from __future__ import annotations

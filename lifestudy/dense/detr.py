@@ -72,7 +72,7 @@ HEADS: dict[str, tuple[int, int] | None] = {
 @dataclass(frozen=True)
 class DetrHeadConfig:
     """Sizes of the detection head. Defaults are DETR's (the paper profile); the smoke and
-    cpu profiles use smaller heads (``lifestudy.tasks.detection.HEAD_SIZES``)."""
+    cpu profiles use smaller heads (their ``DataSettings.head_sizes`` in ``lifestudy.profiles``)."""
 
     dim: int = 256  # head width C
     num_heads: int = 8

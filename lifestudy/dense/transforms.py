@@ -17,12 +17,7 @@ from typing import Any, Sequence
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["dense_transform", "collate_dense", "scene_options", "build_dense_datasets", "SCENE_CANVASES"]
-
-#: Generated canvases (train, test) per profile when a run does not set them; profiles not
-#: listed use the scenes' own defaults (2,000 / 500). Sized from measured throughput: see
-#: the cpu profile's budget.
-SCENE_CANVASES: dict[str, tuple[int, int]] = {"smoke": (64, 32), "cpu": (1000, 200)}
+__all__ = ["dense_transform", "collate_dense", "scene_options", "build_dense_datasets"]
 
 
 def dense_transform(spec, img_size: tuple[int, int], train: bool, hflip: float = 0.5,
@@ -61,13 +56,12 @@ def collate_dense(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]])
     return images, [tgt for _, tgt in batch]
 
 
-def scene_options(data: str, img_size: tuple[int, int], options: dict[str, Any], split: str,
-                  profile: str | None = None) -> dict[str, Any]:
+def scene_options(data: str, img_size: tuple[int, int], options: dict[str, Any], split: str) -> dict[str, Any]:
     """``build_dataset`` options of a run: for generated scenes, canvases drawn at the
     run's size (no resampling; on a canvas narrower than 40 px items are at most as large
     as its shorter side); ``options["data_options"]`` is passed on, and
     ``options["train_length"]`` / ``["test_length"]`` set the number of canvases per split
-    (default: :data:`SCENE_CANVASES` of the run's profile)."""
+    (the profile's ``DataSettings.canvases``; default: the scenes' own)."""
     out = dict(options.get("data_options", {}))
     if data.startswith("scenes"):
         out.setdefault("size", tuple(int(v) for v in img_size))
@@ -75,8 +69,6 @@ def scene_options(data: str, img_size: tuple[int, int], options: dict[str, Any],
         if short < 40 and "item_size" not in out:  # the scenes' default item sizes are 12..40 px
             out["item_size"] = (min(12, short), short)
         length = options.get(f"{split}_length")
-        if length is None and profile in SCENE_CANVASES:
-            length = SCENE_CANVASES[profile][0 if split == "train" else 1]
         if length is not None:
             out["length"] = int(length)
     return out
@@ -96,5 +88,5 @@ def build_dense_datasets(cfg, spec) -> tuple:
                              resize=not cfg.data.startswith("scenes"))
         out.append(build_dataset(cfg.data, split, root=cfg.root, transform=tf,
                                  subset_per_class=cfg.subset if split == "train" else None, seed=cfg.seed,
-                                 **scene_options(cfg.data, cfg.img_size, options, split, cfg.profile)))
+                                 **scene_options(cfg.data, cfg.img_size, options, split)))
     return tuple(out)

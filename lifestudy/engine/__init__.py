@@ -11,10 +11,11 @@ A run folder holds ``config.json``, ``metrics.csv`` (one row per epoch),
 evaluates it again, on its own dataset or another.
 """
 
-from lifestudy.engine.checkpoint import load_checkpoint, load_run
 from lifestudy.engine.config import TrainConfig, config_from_dict, resolve
 from lifestudy.engine.evaluate import evaluate_run
 from lifestudy.engine.loop import METRICS_CSV, RECORD, TrainingDivergedError, train
+from lifestudy.engine.trained import load_run
+from lifestudy.weights import load_checkpoint
 
 __all__ = [
     "TrainConfig",

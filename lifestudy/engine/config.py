@@ -101,7 +101,7 @@ def resolve(cfg: TrainConfig, spec=None) -> TrainConfig:
     if isinstance(size, int):
         size = (size, size)
     out.img_size = tuple(int(v) for v in size)
-    out.options = {**settings.options, **cfg.options}
+    out.options = settings.task_options(cfg.options)
     out.device = cfg.device or profile.device
     out.num_workers = int(cfg.num_workers if cfg.num_workers is not None else recipe.num_workers)
     # Warm-up longer than half the run would leave no schedule: cap it (recorded).

@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lifestudy import records
-from lifestudy.engine.checkpoint import checkpoint_path, load_run
+from lifestudy.engine.trained import load_run
+from lifestudy.weights import checkpoint_path
 from lifestudy.engine.distributed import resolve_device
 from lifestudy.errors import ConfigError
 

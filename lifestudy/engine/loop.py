@@ -44,6 +44,7 @@ from lifestudy import records
 from lifestudy.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from lifestudy.engine.config import TrainConfig, resolve
 from lifestudy.engine.distributed import Dist, setup, teardown
+from lifestudy.engine.trained import load_teacher
 from lifestudy.errors import ConfigError, LifestudyError
 
 __all__ = [
@@ -350,6 +351,8 @@ def _build_model(run: _Run) -> None:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     seed_everything(cfg.seed + d.rank)
+    if cfg.teacher:  # distillation: the engine loads the trained teacher and hands it to the task
+        task.set_teacher(load_teacher(cfg.teacher, run.spec, run.device))
     task.prepare(model, cfg, run.spec, run.device)
     run.model = model
 

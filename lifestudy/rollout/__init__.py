@@ -2,8 +2,10 @@
 
 - :mod:`lifestudy.rollout.capture` — every block's softmax attention ``(B, heads, N, N)``,
   also under timm's fused attention (switched off for the call only), for any batch size;
-- :mod:`lifestudy.rollout.maps` — the definitions: attention roll-out (Abnar & Zuidema
-  2020) and Dense Attention Roll-Out (Akkaya et al. 2023), written out in its docstring;
+- :mod:`lifestudy.rollout.tensors` — the definitions, on tensors: attention roll-out
+  (Abnar & Zuidema 2020) and Dense Attention Roll-Out (Akkaya et al. 2023), written out in
+  its docstring;
+- :mod:`lifestudy.rollout.maps` — the same on a model: one forward pass, the maps;
 - :mod:`lifestudy.rollout.localisation` — pointing game and top-region IoU of class maps
   against the scenes' masks, per method;
 - :mod:`lifestudy.rollout.figures` — image, ground truth and per-class maps with colour bars;
@@ -29,19 +31,17 @@ from lifestudy.rollout.capture import (
     patch_grid,
     vision_backbone,
 )
-from lifestudy.rollout.maps import (
+from lifestudy.rollout.maps import attention_rollout, dense_attention_rollout, last_layer_attention, rollout_all
+from lifestudy.dense.backbone import is_swin
+from lifestudy.rollout.swin import swin_rollout
+from lifestudy.rollout.tensors import (
     HEAD_FUSIONS,
-    attention_rollout,
     class_maps,
-    dense_attention_rollout,
     discard_lowest,
     fuse_heads,
-    last_layer_attention,
     predicted_token_weights,
     rollout,
-    rollout_all,
 )
-from lifestudy.rollout.swin import is_swin, swin_rollout
 
 __all__ = [
     "HEAD_FUSIONS",

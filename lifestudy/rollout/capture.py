@@ -31,6 +31,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from lifestudy.dense.backbone import is_swin
 from lifestudy.errors import ConfigError, UnsupportedModelError
 
 __all__ = [
@@ -59,7 +60,7 @@ def vision_backbone(model: nn.Module) -> nn.Module:
         ):
             return candidate
     name = type(model).__name__
-    if any("Swin" in type(m).__name__ for m in (model, getattr(model, "backbone", model))):
+    if is_swin(model):
         raise UnsupportedModelError(
             f"{name} has windowed attention, not one N x N softmax per block: "
             "attention_rollout and dense_attention_rollout handle SwinV2 "

@@ -1,6 +1,6 @@
 """Roll-out maps and localisation scores of a trained run (a folder of ``lifestudy train``).
 
-The model is rebuilt from the run's checkpoint (:func:`lifestudy.engine.checkpoint.load_run`,
+The model is rebuilt from the run's checkpoint (:func:`lifestudy.engine.trained.load_run`,
 which carries the config), and images go through the run's own evaluation preprocessing
 (the task's test dataset), so the maps are of exactly what the run evaluated. A dense run
 (segmentation) gets class maps; a classifier gets the standard class-token roll-out.
@@ -15,12 +15,19 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import v2
 
+from lifestudy.data import get_spec
+from lifestudy.dense.backbone import is_swin
+from lifestudy.engine.trained import load_run
 from lifestudy.errors import ConfigError
+from lifestudy.records import provenance, write_json_atomic
 from lifestudy.rollout.capture import has_class_token
 from lifestudy.rollout.localisation import METHODS, localisation_scores, method_maps, score_map
 from lifestudy.rollout.maps import attention_rollout
-from lifestudy.rollout.swin import is_swin
+from lifestudy.tasks import get_task
 
 __all__ = ["run_dataset", "load_image", "run_maps", "image_scores", "score_run"]
 
@@ -31,9 +38,6 @@ def run_dataset(cfg, data: str | None = None, root: str | os.PathLike | None = N
     """The test split of ``data`` (default: the run's dataset) with the run's evaluation
     preprocessing, and its spec. A scenes run may read another scenes variant (``scenes``
     carries every target, ``scenes-seg`` only the semantic mask; the canvases are the same)."""
-    from lifestudy.data import get_spec
-    from lifestudy.tasks import get_task
-
     data = data or cfg.data
     if data != cfg.data and not (data.startswith("scenes") and cfg.data.startswith("scenes")):
         raise ConfigError(
@@ -49,9 +53,6 @@ def run_dataset(cfg, data: str | None = None, root: str | os.PathLike | None = N
 def load_image(path: str | os.PathLike, spec, img_size: Sequence[int]) -> torch.Tensor:
     """An image file as the model's input ``(1, C, H, W)``: converted to the spec's channels,
     resized (bilinear, antialiased) to ``img_size`` and normalised with the spec's statistics."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import v2
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no image file at {path}; pass --image with a PNG/JPEG file")
@@ -88,8 +89,6 @@ def run_maps(model, task: str, images: torch.Tensor, methods: Sequence[str] | No
 def image_scores(maps: dict[str, torch.Tensor], semantic: torch.Tensor, background: int | None = 0,
                  ignore_index: int | None = 255) -> dict[str, dict[str, dict[str, float]]]:
     """Per method and present class, the scores of one image's maps ``(K, gh, gw)``."""
-    import torch.nn.functional as F
-
     semantic = torch.as_tensor(semantic).long()
     valid = torch.ones_like(semantic, dtype=torch.bool) if ignore_index is None else semantic != ignore_index
     classes = [int(c) for c in semantic[valid].unique() if int(c) != background]
@@ -118,9 +117,6 @@ def score_run(run: str | os.PathLike, n: int | None = 200, data: str | None = No
         head_fusion, discard_ratio: see :func:`lifestudy.rollout.rollout`.
         batch_size: images per forward pass.
     """
-    from lifestudy.engine.checkpoint import load_run
-    from lifestudy.records import provenance, write_json_atomic
-
     start = time.time()
     model, cfg, _ = load_run(run, device=device)
     if cfg.task not in DENSE_TASKS:

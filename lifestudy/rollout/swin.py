@@ -33,30 +33,21 @@ discard rule is defined on a full attention matrix).
 from __future__ import annotations
 
 import torch
+from timm.layers import to_2tuple
+from timm.models.swin_transformer_v2 import window_partition
 from torch import nn
 
+from lifestudy.dense.backbone import is_swin
 from lifestudy.errors import ConfigError, UnsupportedModelError
+from lifestudy.rollout.tensors import fuse_heads, predicted_token_weights
 
-__all__ = ["is_swin", "window_token_index", "swin_rollout", "propagate"]
-
-
-def _is_swin_module(model) -> bool:
-    return isinstance(model, nn.Module) and hasattr(model, "layers") and hasattr(model, "patch_embed") and any(
-        hasattr(m, "shift_size") and hasattr(m, "window_size") for m in model.modules()
-    )
-
-
-def is_swin(model: nn.Module) -> bool:
-    """A timm SwinTransformerV2 (LIFE or not), or a dense model holding one as ``.backbone``."""
-    return _is_swin_module(model) or _is_swin_module(getattr(model, "backbone", None))
+__all__ = ["window_token_index", "swin_rollout", "propagate"]
 
 
 def window_token_index(H: int, W: int, window_size, shift_size) -> torch.Tensor:
     """``(nW, T)``: the grid cell (row-major index in the unshifted ``H x W`` grid) of each
     window's tokens, computed with timm's own roll and ``window_partition``, as the block
     moves its features."""
-    from timm.models.swin_transformer_v2 import window_partition
-
     wh, ww = window_size
     if H % wh or W % ww:
         raise UnsupportedModelError(
@@ -68,10 +59,6 @@ def window_token_index(H: int, W: int, window_size, shift_size) -> torch.Tensor:
     if any(shift_size):
         grid = torch.roll(grid, shifts=(-shift_size[0], -shift_size[1]), dims=(1, 2))
     return window_partition(grid, (wh, ww)).reshape(-1, wh * ww)
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _window_step(v: torch.Tensor, A_w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -135,11 +122,11 @@ def swin_rollout(
         head_fusion: "mean", "max" or "min".
         discard_ratio: must be 0 for Swin.
     """
-    from lifestudy.rollout.maps import fuse_heads, predicted_token_weights
-
     if discard_ratio:
         raise ConfigError("discard_ratio is not defined for Swin's window attention; leave it at 0")
-    swin = model if _is_swin_module(model) else model.backbone
+    if not is_swin(model):
+        raise UnsupportedModelError(f"swin_rollout needs a SwinV2 model (or one as .backbone); got {type(model).__name__}")
+    swin = getattr(model, "backbone", model)
     blocks = [m for m in swin.modules() if hasattr(m, "shift_size") and hasattr(m, "attn")]
     merges = [m for m in swin.modules() if type(m).__name__ == "PatchMerging"]
     events: list[tuple] = []
@@ -178,7 +165,7 @@ def swin_rollout(
             steps.append(ev)
             continue
         _, blk, H, W = ev
-        index = window_token_index(H, W, _pair(blk.window_size), _pair(blk.shift_size))
+        index = window_token_index(H, W, to_2tuple(blk.window_size), to_2tuple(blk.shift_size))
         A = fuse_heads(next(attn), head_fusion)  # (B * nW, T, T), windows of one image together
         steps.append(("attn", A.view(B, index.shape[0], *A.shape[-2:]), index))
     first = next(e for e in events if e[0] == "attn")

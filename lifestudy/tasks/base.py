@@ -8,7 +8,7 @@ the forward pass with its loss, and its evaluation metrics. This is the split of
 ``train.py`` (one loop) and torchvision's reference scripts (one ``train_one_epoch``
 per task, same loop shape), made explicit as a small class.
 
-A task is registered by name with :func:`lifestudy.tasks.register_task`::
+A task is registered by name with :func:`register_task`::
 
     @register_task("classification")
     class Classification(Task):
@@ -16,7 +16,7 @@ A task is registered by name with :func:`lifestudy.tasks.register_task`::
         ...
 
 The engine calls, in order: ``build_model(cfg, spec)``, ``build_datasets(cfg, spec)``,
-``prepare(model, cfg, spec, device)`` once, then per step ``to_device(batch, device)``
+``set_teacher(teacher)`` for a distillation run, ``prepare(model, cfg, spec, device)`` once, then per step ``to_device(batch, device)``
 and ``loss(model, batch, cfg)``, and per epoch ``evaluate(model, loader, device)``.
 """
 
@@ -27,7 +27,26 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-__all__ = ["Task", "move_to_device"]
+from lifestudy.errors import ConfigError
+
+__all__ = ["Task", "TASKS", "register_task", "move_to_device"]
+
+
+#: name -> Task subclass, in the order the task modules register them
+TASKS: dict[str, type["Task"]] = {}
+
+
+def register_task(name: str):
+    """Class decorator: register a :class:`Task` subclass under ``name``."""
+
+    def deco(cls: type[Task]) -> type[Task]:
+        if not (isinstance(cls, type) and issubclass(cls, Task)):
+            raise TypeError(f"register_task({name!r}) expects a Task subclass, got {cls!r}")
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+
+    return deco
 
 
 def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
@@ -84,9 +103,15 @@ class Task:
         """``(train_ds, eval_ds)`` with the task's training and evaluation transforms."""
         raise NotImplementedError
 
+    def set_teacher(self, teacher: nn.Module) -> None:
+        """Receive the frozen, eval-mode teacher of a distillation run (``--teacher RUN``),
+        which the engine loads (:func:`lifestudy.engine.trained.load_teacher`) before
+        :meth:`prepare`. A task without distillation refuses it."""
+        raise ConfigError(f"the {self.name} task does not distil (--teacher is for classification)")
+
     def prepare(self, model: nn.Module, cfg, spec, device: torch.device) -> None:
         """Called once before training, with the model already on ``device`` (not yet
-        wrapped in DDP): build loss functions, batch-level augmentation, a teacher..."""
+        wrapped in DDP): build loss functions, batch-level augmentation..."""
 
     # ---- what the task computes ------------------------------------------------
     def to_device(self, batch: Any, device: torch.device) -> Any:

@@ -9,7 +9,8 @@ timm's own: ``Mixup`` (mixup + cutmix with label smoothing), ``SoftTargetCrossEn
 ``create_transform``. Images of at most 64 px use a random crop with padding instead of
 a random-resized crop (the usual small-image choice, as in the LIFE paper).
 
-Distillation (``--teacher RUN``): a distilled DeiT (``*_distilled_*``) returns
+Distillation (``--teacher RUN``; the engine loads the teacher and hands it over with
+:meth:`Task.set_teacher`): a distilled DeiT (``*_distilled_*``) returns
 ``(x_cls, x_dist)`` in training once ``set_distilled_training(True)``; the loss is
 ``(1 - alpha) * CE(x_cls, y) + alpha * CE(x_dist, argmax teacher(x))`` with alpha 0.5,
 the teacher seeing the same (augmented, mixed) images. In eval mode timm averages the
@@ -24,9 +25,9 @@ from torch import nn
 from torchvision import transforms
 
 from lifestudy.errors import ConfigError
-from lifestudy.tasks import register_task
 from lifestudy.tasks import memory
-from lifestudy.tasks.base import Task
+from lifestudy.tasks.base import Task, register_task
+from lifestudy.weights import unwrap
 
 __all__ = ["Classification", "build_classifier", "classification_transforms"]
 
@@ -222,23 +223,11 @@ class Classification(Task):
         else:
             self.train_loss_fn = nn.CrossEntropyLoss()
         self.alpha = r["distill_alpha"]
-        if cfg.teacher:
-            self.teacher = self._load_teacher(cfg, spec, device)
+        if self.teacher is not None:
             model.set_distilled_training(True)
 
-    @staticmethod
-    def _load_teacher(cfg, spec, device) -> nn.Module:
-        from lifestudy.engine.checkpoint import load_run
-
-        teacher, tcfg, tspec = load_run(cfg.teacher, device=device)
-        if tspec.num_classes != spec.num_classes:
-            raise ConfigError(
-                f"teacher {cfg.teacher} predicts {tspec.num_classes} classes ({tcfg.data}), "
-                f"the student's data {cfg.data} has {spec.num_classes}; train the teacher on {cfg.data}"
-            )
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        return teacher.eval()
+    def set_teacher(self, teacher: nn.Module) -> None:
+        self.teacher = teacher
 
     def loss(self, model, batch, cfg):
         x, y = batch
@@ -285,7 +274,7 @@ class Classification(Task):
 
 
 def _num_classes(model: nn.Module) -> int:
-    n = getattr(model, "num_classes", None)
+    n = getattr(unwrap(model), "num_classes", None)
     if n is None:
         raise ConfigError(f"cannot tell the number of classes of {type(model).__name__}")
     return int(n)

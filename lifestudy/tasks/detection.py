@@ -7,11 +7,10 @@
 classification run of ours), trains it with DETR's set loss
 (:class:`lifestudy.dense.SetCriterion`) and evaluates COCO mAP, VOC mAP@0.5 and F1 at
 IoU 0.5 (:class:`lifestudy.dense.DetectionMetrics`, whose docstring states the F1
-score-threshold rule). The head's sizes depend on the profile (:data:`HEAD_SIZES`);
-``TrainConfig.options`` may change them (``{"head_sizes": {"enc_depth": 3}}``), set the
-number of scene canvases (``train_length``, ``test_length``; default
-``lifestudy.dense.transforms.SCENE_CANVASES`` of the profile) or ask for timm's pretrained
-backbone weights (``pretrained``).
+score-threshold rule). ``TrainConfig.options`` (the profile's dataset settings, then the
+run's own) set the head's sizes as changes to DETR's (``{"head_sizes": {"enc_depth": 3}}``),
+the number of scene canvases (``train_length``, ``test_length``) and whether to load timm's
+pretrained backbone weights (``pretrained``).
 """
 
 from __future__ import annotations
@@ -23,29 +22,18 @@ from lifestudy.dense import DetectionMetrics, DetrHeadConfig, SetCriterion, buil
 from lifestudy.dense.backbone import patch_grid
 from lifestudy.dense.transforms import build_dense_datasets, collate_dense
 from lifestudy.errors import ConfigError
-from lifestudy.tasks import register_task
-from lifestudy.tasks.base import Task
+from lifestudy.tasks.base import Task, register_task
+from lifestudy.weights import unwrap
 
-__all__ = ["Detection", "HEAD_SIZES", "SCORE_THRESHOLD"]
-
-#: Head sizes per profile. smoke: the least that runs; cpu: a quarter of DETR's width and a
-#: third of its depth (with deit_micro_patch4_32 at 32x32 it trains at ~70 images/s on one
-#: thread of a shared 2-core machine; the head is ~1/3 of the detector's parameters);
-#: paper: DETR's (width 256, 6 + 6 layers, MLP 2048, 100 queries).
-HEAD_SIZES: dict[str, DetrHeadConfig] = {
-    "smoke": DetrHeadConfig(dim=48, num_heads=3, enc_depth=1, dec_depth=1, mlp_ratio=2.0, num_queries=10),
-    "cpu": DetrHeadConfig(dim=96, num_heads=3, enc_depth=2, dec_depth=2, mlp_ratio=2.0, num_queries=16),
-    "paper": DetrHeadConfig(),
-}
+__all__ = ["Detection", "head_sizes", "SCORE_THRESHOLD"]
 
 #: The F1 rule's score threshold (see lifestudy.dense.metrics).
 SCORE_THRESHOLD = 0.5
 
 
-def head_sizes(cfg) -> DetrHeadConfig:
-    """The run's head sizes: the profile's, changed by ``cfg.options["head_sizes"]``."""
-    base = HEAD_SIZES.get(cfg.profile, DetrHeadConfig())
-    return base.replace(**dict((cfg.options or {}).get("head_sizes", {})))
+def head_sizes(options: dict) -> DetrHeadConfig:
+    """A run's head sizes: DETR's, changed by ``options["head_sizes"]`` (``TrainConfig.options``)."""
+    return DetrHeadConfig().replace(**dict((options or {}).get("head_sizes", {})))
 
 
 @register_task("detection")
@@ -68,7 +56,7 @@ class Detection(Task):
             cfg.model, head=cfg.head or "encdec", num_classes=spec.num_classes,
             img_size=tuple(cfg.img_size), in_chans=spec.in_chans,
             pretrained=bool(options.get("pretrained", False)), init=cfg.init,
-            drop_path_rate=float(cfg.recipe.get("drop_path", 0.0)), sizes=head_sizes(cfg),
+            drop_path_rate=float(cfg.recipe.get("drop_path", 0.0)), sizes=head_sizes(options),
         )
         patch_grid(model.backbone, *cfg.img_size)  # a size the patch does not divide fails here, not mid-run
         return model
@@ -98,6 +86,5 @@ class Detection(Task):
 
 
 def model_num_classes(model: nn.Module) -> int:
-    """Object classes of a (possibly DDP- or EMA-wrapped) detector."""
-    inner = getattr(model, "module", model)
-    return int(inner.num_classes)
+    """Object classes of a (possibly DDP- or compile-wrapped) detector."""
+    return int(unwrap(model).num_classes)

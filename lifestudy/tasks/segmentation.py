@@ -6,11 +6,11 @@
 starts it from a classification run of ours), trains per-pixel cross-entropy (pixels
 labelled ``ignore_index`` left out) and evaluates mIoU, per-class IoU and pixel accuracy
 (:class:`lifestudy.dense.SegmentationMetrics`). Any ``--img-size H W`` that the patch size
-divides works (Cityscapes is 2:1; scenes are drawn at the run's size). The decoder width
-depends on the profile (:data:`DECODER_DIM`); ``TrainConfig.options`` may change it
-(``{"decoder_dim": 128}``), set the number of scene canvases (``train_length``,
-``test_length``; default ``lifestudy.dense.transforms.SCENE_CANVASES`` of the profile) or
-ask for timm's pretrained backbone weights (``pretrained``).
+divides works (Cityscapes is 2:1; scenes are drawn at the run's size).
+``TrainConfig.options`` (the profile's dataset settings, then the run's own) set the
+decoder width (``{"decoder_dim": 128}``; default SETR-PUP's 256), the number of scene
+canvases (``train_length``, ``test_length``) and whether to load timm's pretrained backbone
+weights (``pretrained``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,18 @@ from lifestudy.dense import SegmentationMetrics, build_segmenter
 from lifestudy.dense.backbone import patch_grid
 from lifestudy.dense.transforms import build_dense_datasets, collate_dense
 from lifestudy.errors import ConfigError
-from lifestudy.tasks import register_task
-from lifestudy.tasks.base import Task
+from lifestudy.tasks.base import Task, register_task
+from lifestudy.weights import unwrap
 
-__all__ = ["Segmentation", "DECODER_DIM"]
+__all__ = ["Segmentation", "DECODER_DIM", "decoder_dim"]
 
-#: Decoder width per profile (paper: 256, SETR-PUP's).
-DECODER_DIM: dict[str, int] = {"smoke": 32, "cpu": 64, "paper": 256}
+#: Decoder width when the run's options name none (SETR-PUP's).
+DECODER_DIM = 256
+
+
+def decoder_dim(options: dict) -> int:
+    """A run's decoder width: ``options["decoder_dim"]`` (``TrainConfig.options``), else SETR-PUP's."""
+    return int((options or {}).get("decoder_dim", DECODER_DIM))
 
 
 @register_task("segmentation")
@@ -58,7 +63,7 @@ class Segmentation(Task):
             cfg.model, num_classes=spec.num_classes, img_size=tuple(cfg.img_size), in_chans=spec.in_chans,
             pretrained=bool(options.get("pretrained", False)), init=cfg.init,
             drop_path_rate=float(cfg.recipe.get("drop_path", 0.0)),
-            dim=int(options.get("decoder_dim", DECODER_DIM.get(cfg.profile, 256))),
+            dim=decoder_dim(options),
         )
         patch_grid(model.backbone, *cfg.img_size)  # a size the patch does not divide fails here, not mid-run
         return model
@@ -84,7 +89,7 @@ class Segmentation(Task):
 
     @torch.no_grad()
     def evaluate(self, model, loader, device) -> dict[str, float]:
-        num_classes = getattr(model, "module", model).num_classes
+        num_classes = unwrap(model).num_classes
         metric = SegmentationMetrics(num_classes, ignore_index=self.ignore_index)
         for images, targets in loader:
             labels = torch.stack([t["semantic"].as_subclass(torch.Tensor) for t in targets])

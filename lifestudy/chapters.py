@@ -1,0 +1,155 @@
+"""A chapter of the book, set up in one call: its profile, study, seeds, run folder and device.
+
+Every chapter starts the same way: its parameters cell (papermill's), then ::
+
+    chap = chapters.setup("05_detection", profile, seeds, device, out_dir,
+                          data_root=data_root, reuse_runs=reuse_runs)
+    chap.banner()
+
+after which ``chap.study`` is what the profile plans for the chapter
+(:meth:`lifestudy.profiles.Profile.study`), ``chap.seeds`` its seeds (the study's own,
+else the profile's, unless the reader passed some), ``chap.out_dir`` its run folder
+(``runs/<profile>/<chapter>`` unless passed) and ``chap.device`` the device asked for.
+:meth:`Chapter.config` makes a run's :class:`~lifestudy.engine.TrainConfig` with the
+chapter's profile, data root and device filled in; :meth:`Chapter.train` fetches the
+datasets that are missing and trains (or reuses) the runs; :meth:`Chapter.records` reads
+the records back for the tables.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifestudy import data, report
+from lifestudy.engine import TrainConfig, train
+from lifestudy.engine.distributed import resolve_device
+from lifestudy.errors import DatasetError
+from lifestudy.profiles import DataSettings, Profile, get_profile
+from lifestudy.records import display_path, read_json
+
+__all__ = ["Chapter", "setup", "ensure_data", "train_all"]
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """What a chapter runs, and where (see the module docstring)."""
+
+    name: str  # e.g. "05_detection"
+    profile: Profile
+    study: Any  # the profile's study for this chapter (None for 09_results)
+    seeds: list[int]
+    out_dir: Path
+    device: str  # as asked: cpu | cuda | cuda:N | auto
+    data_root: str | None = None  # None: $LIFESTUDY_DATA or <repo>/data
+    reuse_runs: bool = False  # keep runs that already have a record instead of training again
+
+    @property
+    def torch_device(self) -> str:
+        """The device the chapter's own computations run on (``auto`` resolved)."""
+        return str(resolve_device(self.device))
+
+    @property
+    def settings(self) -> DataSettings:
+        """The profile's settings of the study's dataset (input size, canvases, head sizes...)."""
+        return self.profile.settings_for(self.study.dataset)
+
+    def banner(self, seeds: Sequence[int] | None = None) -> Any:
+        """The line under the parameters: profile, seeds (default: the chapter's) and device."""
+        return report.run_banner(self.profile, self.seeds if seeds is None else seeds, self.torch_device)
+
+    def caption(self, text: str, seeds: Sequence[int] | None | bool = True) -> str:
+        """A caption naming the profile and (by default) the chapter's seeds."""
+        shown = self.seeds if seeds is True else (None if seeds is False else seeds)
+        return report.caption(text, self.profile.name, shown)
+
+    def path(self, *parts: Any) -> Path:
+        """A folder under the chapter's run folder."""
+        return self.out_dir.joinpath(*(str(p) for p in parts))
+
+    def show(self, path: str | os.PathLike | None = None) -> str:
+        """``path`` (default: the run folder) as the reader should see it."""
+        return display_path(self.out_dir if path is None else path)
+
+    def config(self, task: str, data: str, model: str, seed: int, out: Sequence[Any], **fields: Any) -> TrainConfig:
+        """One run of this chapter: its profile, data root and device, quiet, in ``path(*out)``."""
+        return TrainConfig(task=task, data=data, model=model, seed=seed, profile=self.profile.name,
+                           root=self.data_root, device=self.device, quiet=True,
+                           out=str(self.path(*out)), **fields)
+
+    def train(self, configs: Iterable[TrainConfig], log=print) -> list[dict]:
+        """Fetch the configs' datasets that are missing, then train (or reuse) every run."""
+        configs = list(configs)
+        ensure_data(dict.fromkeys(c.data for c in configs), self.data_root)
+        return train_all(configs, reuse=self.reuse_runs, log=log)
+
+    def records(self, kind: str | None = None, under: str | os.PathLike | None = None):
+        """The records under the run folder (or ``under``) as a DataFrame, optionally one ``kind``."""
+        return report.chapter_records(self.out_dir if under is None else under, kind)
+
+
+def setup(name: str, profile: str | Profile, seeds: Sequence[int] | None = None, device: str = "cpu",
+          out_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
+          reuse_runs: bool = False) -> Chapter:
+    """The chapter ``name`` of the book in ``profile`` (a name or a :class:`Profile`).
+
+    Args:
+        name: the chapter, e.g. ``"05_detection"`` (a key of :data:`lifestudy.profiles.CHAPTERS`).
+        profile: the profile.
+        seeds: the reader's seeds; None: the study's own, else the profile's.
+        device: where runs train.
+        out_dir: the run folder; None: ``runs/<profile>/<name>``.
+        data_root: the datasets' root; None: ``$LIFESTUDY_DATA`` or ``<repo>/data``.
+        reuse_runs: keep runs that already have a record instead of training again.
+    """
+    prof = get_profile(profile)
+    study = prof.study(name)
+    seeds = list(seeds) if seeds is not None else prof.seeds_for(study)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / prof.name / name
+    return Chapter(name=name, profile=prof, study=study, seeds=seeds, out_dir=out, device=device,
+                   data_root=None if data_root is None else os.fspath(data_root), reuse_runs=reuse_runs)
+
+
+def ensure_data(names: Iterable[str], root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Check each dataset and fetch the ones that are missing (what ``make data`` does).
+
+    Returns ``{name: one-line summary}``; raises :class:`lifestudy.errors.DatasetError`
+    (with the expected layout and the fetch command) when a dataset can be neither found
+    nor fetched.
+    """
+    found = {}
+    for name in names:
+        try:
+            found[name] = data.check(name, root=root)
+        except DatasetError:
+            data.fetch(name, root=root)
+            found[name] = data.check(name, root=root)
+    return found
+
+
+def train_all(configs: Iterable[TrainConfig], reuse: bool = False, log=print) -> list[dict]:
+    """Train each config with :func:`lifestudy.engine.train` and return the records.
+
+    Args:
+        configs: ``TrainConfig`` objects, each with its own ``out`` folder.
+        reuse: return a run's existing ``record.json`` instead of training again (for
+            re-executing a chapter by hand; ``make book`` re-runs everything it re-executes).
+        log: where the one-line progress messages go.
+    """
+    records = []
+    configs = list(configs)
+    for i, cfg in enumerate(configs, 1):
+        record_path = Path(cfg.out) / "record.json"
+        start = time.perf_counter()
+        if reuse and record_path.exists():
+            record, how = read_json(record_path), "reused"
+        else:
+            record, how = train(cfg), "trained"
+        log(f"[{i}/{len(configs)}] {how} {cfg.model} on {cfg.data} seed {cfg.seed} "
+            f"in {time.perf_counter() - start:.1f} s -> {display_path(record_path)}")
+        records.append(record)
+    return records
