@@ -39,6 +39,7 @@ if "google.colab" in sys.modules:  # in Colab only: install the package from its
 
 # %%
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
