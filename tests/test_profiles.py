@@ -127,10 +127,11 @@ def test_dense_settings_reach_the_run_as_options(tmp_path):
 def test_chapter_setup_is_one_call(tmp_path):
     from lifestudy import chapters
 
-    chap = chapters.setup("03_data_size", "cpu")
+    chap = chapters.setup("05_detection", "cpu")
     cpu = PROFILES["cpu"]
-    assert chap.study is cpu.sweep and chap.seeds == [0]  # the study's own seeds
-    assert chap.out_dir == Path("runs") / "cpu" / "03_data_size" and chap.device == "cpu"
+    assert chap.study is cpu.detection and chap.seeds == [0, 1]  # the study's own seeds
+    assert chap.out_dir == Path("runs") / "cpu" / "05_detection" and chap.device == "cpu"
+    assert chapters.setup("03_data_size", "cpu").seeds == list(cpu.seeds)  # names none: the profile's
     chap = chapters.setup("02_classification", "smoke", seeds=[4, 5], device="auto", out_dir=tmp_path,
                           data_root=tmp_path / "data", reuse_runs=True)
     assert chap.seeds == [4, 5] and chap.out_dir == tmp_path and chap.torch_device in ("cpu", "cuda:0")
