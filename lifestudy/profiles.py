@@ -517,9 +517,11 @@ PAPER = Profile(
 #: a schedule check is 2 units): 02 = 2 datasets x 3 models x 3 seeds + 6 checks = 30
 #: units; 03 = 3 new sizes x 2 models x 3 seeds + 6 checks = 30 (the 50-per-class point is
 #: 02's); 04 = 6 students (+ 6 twins and the teacher from 02) + 2 checks = 10. Measured
-#: image rates per quiet core (OMP_NUM_THREADS=1, engine = bare step): see
-#: benchmarks/engine_throughput.py; at today's LIFE speed the 70 units need well over the
-#: 30 minutes below (the issue-13 report gives the estimate), so these are targets.
+#: image rates per core-second (OMP_NUM_THREADS=1, engine = bare step; benchmarks/
+#: results/cpu/engine_throughput.json): DeiT-micro 182, DeiT-micro-LIFE 151, ResNet-10-T
+#: ~260 training images/s, evaluation ~3x faster. Estimate at 750 steps, two one-thread
+#: runs side by side on a quiet 2-core machine: 02 ~35 min, 03 ~41, 04 ~16 (~92 in all),
+#: three times the 30 minutes below, which stay the targets; a doubled schedule doubles it.
 #: 05/06: the dense chapters' share (sized by their owner on the scenes).
 CPU_BUDGET: dict[str, float] = {
     "01_life_module": 1,
