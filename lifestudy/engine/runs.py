@@ -40,7 +40,10 @@ def _init_worker(threads: int | None) -> None:
 
     if threads:
         torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # this process already ran parallel work: keep its interop pool
+            pass
     os.environ.setdefault("LIFESTUDY_QUIET", "1")
 
 
