@@ -20,11 +20,11 @@ else
   INSTALLED := .venv/.installed
 endif
 
-.PHONY: help install test book data clean book-check
+.PHONY: help install test test-data book data clean book-check
 help:
 	@echo "make test            install if needed, run unit tests + smoke notebooks + smoke book build"
 	@echo "make book            reproduce the study (PROFILE=$(PROFILE); also smoke | paper) and build book/_build/html"
-	@echo "make data            fetch the datasets the default book needs"
+	@echo "make data            fetch the datasets the default book needs (into data/)"
 	@echo "make book-check      open every page of the built book in headless Chromium (Debian package chromium)"
 	@echo "make colab           rewrite the chapters' Colab set-up cells (repository.url of book/_config.yml) and notebooks/colab/*.ipynb"
 	@echo "make install         install the project and its extras (into .venv/ unless an env is active)"
@@ -39,12 +39,18 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[book,dev]"
 	@mkdir -p $(dir $@) && touch $@
 
-test: $(INSTALLED)
+test: $(INSTALLED) test-data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The data the tests read (the scenes' Fashion-MNIST items), at the root they read it
+# from ($$LIFESTUDY_DATA, else data/), through the fetch chain of `lifestudy data fetch`:
+# the files in place, the Debian package's, `apt-get download` of it, torchvision's download.
+test-data: $(INSTALLED)
+	$(PY) -m lifestudy data fetch fashion-mnist
+
 data: $(INSTALLED)
-	$(PY) -m lifestudy data fetch fashion-mnist --root data
-	$(PY) -m lifestudy data fetch digits --root data
+	$(PY) -m lifestudy data fetch fashion-mnist --root $(DATA_ROOT)
+	$(PY) -m lifestudy data fetch digits --root $(DATA_ROOT)
 
 # ---- the book -------------------------------------------------------------------------
 # `make book [PROFILE=cpu|smoke|paper] [DEVICE=cpu|cuda] [SEEDS=0,1,2]`:
@@ -58,7 +64,9 @@ data: $(INSTALLED)
 DEVICE ?= cpu
 SEEDS ?=
 RUNS_DIR ?= runs/$(PROFILE)
-DATA_ROOT ?= $(CURDIR)/data
+# Relative to the repository (papermill runs each chapter there: --cwd), so the injected
+# parameters cell and what the chapters print show nothing of the machine.
+DATA_ROOT ?= data
 JUPYTER_BOOK := $(if $(filter .venv/%,$(PY)),.venv/bin/jupyter-book,jupyter-book)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 CHAPTERS := $(notdir $(NOTEBOOKS:.py=))
@@ -68,7 +76,7 @@ PACKAGE_SRC := $(shell find lifestudy -name '*.py' -not -path '*/__pycache__/*' 
 BOOK_SRC := book/_config.yml book/_toc.yml $(wildcard book/*.md book/*.bib book/_ext/*.py)
 BOOK_SETTINGS := .make/book-$(PROFILE).settings
 PAPERMILL_PARAMS = -p profile $(PROFILE) -p device $(DEVICE) -p data_root $(DATA_ROOT) \
-	-p out_dir $(CURDIR)/$(RUNS_DIR)/$* $(if $(SEEDS),-y "seeds: [$(SEEDS)]")
+	-p out_dir $(RUNS_DIR)/$* $(if $(SEEDS),-y "seeds: [$(SEEDS)]")
 
 .PHONY: colab book-clean FORCE
 

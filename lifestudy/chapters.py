@@ -101,7 +101,8 @@ def setup(name: str, profile: str | Profile, seeds: Sequence[int] | None = None,
         name: the chapter, e.g. ``"05_detection"`` (a key of :data:`lifestudy.profiles.CHAPTERS`).
         profile: the profile.
         seeds: the reader's seeds; None: the study's own, else the profile's.
-        device: where runs train.
+        device: where the chapter computes; a study that names its own device (chapter 1's
+            counts and perturbations run on the CPU) keeps it.
         out_dir: the run folder; None: ``runs/<profile>/<name>``.
         data_root: the datasets' root; None: ``$LIFESTUDY_DATA`` or ``<repo>/data``.
         reuse_runs: keep runs that already have a record instead of training again.
@@ -109,6 +110,7 @@ def setup(name: str, profile: str | Profile, seeds: Sequence[int] | None = None,
     prof = get_profile(profile)
     study = prof.study(name)
     seeds = list(seeds) if seeds is not None else prof.seeds_for(study)
+    device = getattr(study, "device", device)  # a study that names its device computes there
     out = Path(out_dir) if out_dir is not None else Path("runs") / prof.name / name
     return Chapter(name=name, profile=prof, study=study, seeds=seeds, out_dir=out, device=device,
                    data_root=None if data_root is None else os.fspath(data_root), reuse_runs=reuse_runs)

@@ -4,7 +4,7 @@ Everything the package raises on bad input derives from :class:`LifestudyError`;
 CLI prints its message and exits non-zero. A message names the problem *and* the fix.
 """
 
-__all__ = ["LifestudyError", "DatasetError", "UnsupportedModelError", "ConfigError"]
+__all__ = ["LifestudyError", "DatasetError", "UnsupportedModelError", "ConfigError", "RunFolderError"]
 
 
 class LifestudyError(Exception):
@@ -23,3 +23,7 @@ class UnsupportedModelError(LifestudyError, TypeError):
 
 class ConfigError(LifestudyError, ValueError):
     """An option or combination of options that cannot work."""
+
+
+class RunFolderError(ConfigError):
+    """A run folder that cannot take this run: in use by another, holding another run, or not writable."""

@@ -41,7 +41,8 @@ __all__ = [
     "ClassificationStudy",
     "SweepStudy",
     "DistillationStudy",
-    "DenseStudy",
+    "DetectionStudy",
+    "SegmentationStudy",
     "BenchPlan",
     "EfficiencyStudy",
     "RolloutStudy",
@@ -93,12 +94,9 @@ class Recipe:
     num_workers: int = 0  # DataLoader workers (0 keeps CPU runs exactly reproducible)
 
     def replace(self, **changes) -> "Recipe":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ConfigError(
-                f"unknown recipe field(s) {sorted(unknown)}; known: "
-                f"{', '.join(f.name for f in dataclasses.fields(self))}"
-            )
+        known = [f.name for f in dataclasses.fields(self)]
+        if unknown := sorted(set(changes) - set(known)):
+            raise ConfigError(f"unknown recipe field(s) {unknown}; known: {', '.join(known)}")
         return dataclasses.replace(self, **changes)
 
 
@@ -144,7 +142,8 @@ class ModuleStudy:
 
     head_models: tuple[str, ...]  # LIFE models whose first block's heads are probed by perturbation
     complexity_pairs: tuple[tuple[str, str], ...]  # (baseline, LIFE) counted at the paper's input, 100 classes
-    seeds: tuple[int, ...] | None = None  # the random input and initial weights (the first is used)
+    seeds: tuple[int, ...] = (0,)  # the random input and initial weights
+    device: str = "cpu"  # where it computes, whatever device the book runs on (counts are device-free)
 
 
 @dataclass(frozen=True)
@@ -178,14 +177,24 @@ class DistillationStudy:
 
 
 @dataclass(frozen=True)
-class DenseStudy:
-    """Chapters 5-6: detection / segmentation backbones (and detection heads). Their sizes
-    (canvases, head, decoder) are the dataset's :class:`DataSettings`."""
+class DetectionStudy:
+    """Chapter 5: detection backbones x heads. The sizes (canvases, head) are the dataset's
+    :class:`DataSettings`."""
 
     dataset: str
     backbones: tuple[str, ...]
-    heads: tuple[str, ...] = ()  # detection heads; empty for segmentation
-    extra_img_sizes: tuple[tuple[int, int], ...] = ()  # e.g. a 2:1 input for segmentation
+    heads: tuple[str, ...] = ("encdec", "encdec-linear", "encdec-life")  # the paper's table's three
+    seeds: tuple[int, ...] | None = None  # None: the profile's seeds
+
+
+@dataclass(frozen=True)
+class SegmentationStudy:
+    """Chapter 6: segmentation backbones at the dataset's input size and extra sizes. The
+    sizes (canvases, decoder) are the dataset's :class:`DataSettings`."""
+
+    dataset: str
+    backbones: tuple[str, ...]
+    extra_img_sizes: tuple[tuple[int, int], ...] = ()  # e.g. a 2:1 input (a rectangular patch grid)
     seeds: tuple[int, ...] | None = None  # None: the profile's seeds
 
 
@@ -206,7 +215,7 @@ class EfficiencyStudy:
     img_sides: tuple[int, ...]  # square inputs whose parameters and MACs are counted
     bench: BenchPlan
     num_classes: int = 10
-    seeds: tuple[int, ...] | None = None  # recorded only: nothing is trained
+    seeds: tuple[int, ...] = (0,)  # recorded only: nothing is trained
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,7 @@ class RolloutStudy:
     """Chapter 8: Dense Attention Roll-Out of the segmentation study's models (its first seed)."""
 
     n_images: int  # test images whose maps are scored against the masks
-    seeds: tuple[int, ...] | None = None  # whose models are read (the first); None: the profile's seeds
+    seeds: tuple[int, ...] = (0,)  # whose models are read (the first seed's)
 
 
 @dataclass(frozen=True)
@@ -231,8 +240,8 @@ class Profile:
     classification: ClassificationStudy  # chapter 2
     sweep: SweepStudy  # chapter 3
     distillation: DistillationStudy  # chapter 4
-    detection: DenseStudy  # chapter 5
-    segmentation: DenseStudy  # chapter 6
+    detection: DetectionStudy  # chapter 5
+    segmentation: SegmentationStudy  # chapter 6
     efficiency: EfficiencyStudy  # chapter 7
     rollout: RolloutStudy  # chapter 8
     device: str = "auto"  # "auto": CUDA when available, else CPU
@@ -277,6 +286,12 @@ CHAPTERS: dict[str, str | None] = {
 
 
 # ---------------------------------------------------------------------------------------
+# (baseline, LIFE) pairs the profiles name more than once.
+TEST_PAIR = ("deit_test_patch4_32", "deit_test_patch4_32_life")  # 2 blocks, width 48: seconds
+MICRO_PAIR = ("deit_micro_patch4_32", "deit_micro_patch4_32_life")  # width 96, depth 6: the cpu profile's
+TINY32_PAIR = ("deit_tiny_patch4_32", "deit_tiny_patch4_32_life")  # DeiT-T at 32x32 (patch 4)
+TINY224_PAIR = ("deit_tiny_patch16_224", "deit_tiny_patch16_224_life")  # DeiT-T as published
+
 SMOKE = Profile(
     name="smoke",
     summary=(
@@ -286,14 +301,9 @@ SMOKE = Profile(
     ),
     claim="a pipeline check: its numbers claim nothing about LIFE",
     recipe=Recipe(
-        epochs=2,
-        batch_size=32,
-        lr_base=8e-3,  # lr 5e-4 at batch 32
-        warmup_epochs=0,
-        repeated_aug=1,
-        drop_path=0.0,
-        clip_grad=5.0,
-        eval_subset=200,
+        epochs=2, warmup_epochs=0, eval_subset=200,  # seconds, not minutes
+        batch_size=32, lr_base=8e-3,  # lr 5e-4 at batch 32
+        repeated_aug=1, drop_path=0.0, clip_grad=5.0,
     ),
     data={
         "digits": DataSettings(img_size=(32, 32), subset=20, recipe={"hflip": 0.0}),
@@ -306,38 +316,20 @@ SMOKE = Profile(
     seeds=(0,),
     module=ModuleStudy(
         head_models=("deit_tiny_patch16_224_life",),
-        complexity_pairs=(("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),),
-        seeds=(0,),
+        complexity_pairs=(TINY224_PAIR,),
     ),
-    classification=ClassificationStudy(
-        datasets=("digits",), models=(("deit_test_patch4_32", "deit_test_patch4_32_life"),),
-        references=("resnet10t",),
-    ),
-    sweep=SweepStudy(
-        dataset="digits", subsets=(5, 20), models=("deit_test_patch4_32", "deit_test_patch4_32_life")
-    ),
+    classification=ClassificationStudy(datasets=("digits",), models=(TEST_PAIR,), references=("resnet10t",)),
+    sweep=SweepStudy(dataset="digits", subsets=(5, 20), models=TEST_PAIR),
     distillation=DistillationStudy(
         dataset="digits",
         teacher="resnet10t",
         students=("deit_test_distilled_patch4_32", "deit_test_distilled_patch4_32_life"),
     ),
-    detection=DenseStudy(
-        dataset="scenes-det",
-        backbones=("deit_test_patch4_32", "deit_test_patch4_32_life"),
-        heads=("encdec", "encdec-linear", "encdec-life"),
-    ),
-    segmentation=DenseStudy(
-        dataset="scenes-seg",
-        backbones=("deit_test_patch4_32", "deit_test_patch4_32_life"),
-        extra_img_sizes=((32, 64),),
-    ),
-    efficiency=EfficiencyStudy(
-        models=("deit_test_patch4_32", "deit_test_patch4_32_life"),
-        img_sides=(32, 64),
-        bench=BenchPlan(img_sides=(32, 64), batch_size=8, repeats=1),
-        seeds=(0,),
-    ),
-    rollout=RolloutStudy(n_images=8, seeds=(0,)),
+    detection=DetectionStudy(dataset="scenes-det", backbones=TEST_PAIR),
+    segmentation=SegmentationStudy(dataset="scenes-seg", backbones=TEST_PAIR, extra_img_sizes=((32, 64),)),
+    efficiency=EfficiencyStudy(models=TEST_PAIR, img_sides=(32, 64),
+                               bench=BenchPlan((32, 64), batch_size=8, repeats=1)),
+    rollout=RolloutStudy(n_images=8),
     schedule_check=True,
 )
 """Smoke: what tests and CI run (every notebook in seconds)."""
@@ -400,48 +392,33 @@ CPU = Profile(
     module=ModuleStudy(
         head_models=("deit_tiny_patch16_224_life", "deit_small_patch16_224_life"),
         complexity_pairs=(
-            ("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),
+            TINY224_PAIR,
             ("deit_small_patch16_224", "deit_small_patch16_224_life"),
             ("swinv2_tiny_window8_256", "swinv2_tiny_window8_256_life"),
             ("t2t_vit_12", "t2t_vit_12_life"),
         ),
-        seeds=(0,),
     ),
     classification=ClassificationStudy(
         datasets=("digits", "fashion-mnist"),
-        models=(("deit_micro_patch4_32", "deit_micro_patch4_32_life"),),
+        models=(MICRO_PAIR,),
         # timm's resnet10t: 4.9 M params, 22 M MACs at 32x32 (DeiT-micro: 0.68 M, 49 M MACs)
         references=("resnet10t",),
     ),
     sweep=SweepStudy(  # the 50-per-class point is chapter 2's run (shared, not repeated)
-        dataset="fashion-mnist",
-        subsets=(10, 25, 50, 100),
-        models=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
+        dataset="fashion-mnist", subsets=(10, 25, 50, 100), models=MICRO_PAIR,
     ),
     distillation=DistillationStudy(  # the teacher is chapter 2's CNN reference (shared)
         dataset="fashion-mnist",
         teacher="resnet10t",
         students=("deit_micro_distilled_patch4_32", "deit_micro_distilled_patch4_32_life"),
     ),
-    detection=DenseStudy(  # the paper's table: one backbone, three heads
-        dataset="scenes-det",
-        backbones=("deit_micro_patch4_32",),
-        heads=("encdec", "encdec-linear", "encdec-life"),
-        seeds=(0, 1),
-    ),
-    segmentation=DenseStudy(
-        dataset="scenes-seg",
-        backbones=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
-        extra_img_sizes=((32, 64),),
-        seeds=(0,),
-    ),
-    efficiency=EfficiencyStudy(
-        models=("deit_micro_patch4_32", "deit_micro_patch4_32_life"),
-        img_sides=(32, 64, 96, 128),
-        bench=BenchPlan(img_sides=(32, 64), batch_size=32, repeats=3),
-        seeds=(0,),
-    ),
-    rollout=RolloutStudy(n_images=200, seeds=(0,)),
+    # The paper's detection table: one backbone, three heads.
+    detection=DetectionStudy(dataset="scenes-det", backbones=MICRO_PAIR[:1], seeds=(0, 1)),
+    segmentation=SegmentationStudy(dataset="scenes-seg", backbones=MICRO_PAIR, extra_img_sizes=((32, 64),),
+                                   seeds=(0,)),
+    efficiency=EfficiencyStudy(models=MICRO_PAIR, img_sides=(32, 64, 96, 128),
+                               bench=BenchPlan((32, 64), batch_size=32, repeats=3)),
+    rollout=RolloutStudy(n_images=200),
     schedule_check=True,
     jobs=2,
     threads=1,
@@ -476,39 +453,24 @@ PAPER = Profile(
     classification=ClassificationStudy(
         datasets=("cifar10", "cifar100", "tiny-imagenet", "imagenet100"),
         models=(
-            ("deit_tiny_patch4_32", "deit_tiny_patch4_32_life"),
+            TINY32_PAIR,
             ("deit_small_patch4_32", "deit_small_patch4_32_life"),
             ("t2t_vit_12", "t2t_vit_12_life"),
             ("swinv2_tiny_window8_256", "swinv2_tiny_window8_256_life"),
         ),
         references=("resnet18", "resnet50"),  # the paper's CNN rows
     ),
-    sweep=SweepStudy(
-        dataset="cifar10",
-        subsets=(500, 1000, 2500, 5000),
-        models=("deit_tiny_patch4_32", "deit_tiny_patch4_32_life"),
-    ),
+    sweep=SweepStudy(dataset="cifar10", subsets=(500, 1000, 2500, 5000), models=TINY32_PAIR),
     distillation=DistillationStudy(
         dataset="cifar100",
         teacher="resnet50",
         students=("deit_tiny_distilled_patch4_32", "deit_tiny_distilled_patch4_32_life"),
     ),
-    detection=DenseStudy(
-        dataset="voc-det",
-        backbones=("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),
-        heads=("encdec", "encdec-linear", "encdec-life"),
-    ),
-    segmentation=DenseStudy(
-        dataset="cityscapes",
-        backbones=("deit_tiny_patch16_224", "deit_tiny_patch16_224_life"),
-    ),
-    efficiency=EfficiencyStudy(
-        models=("deit_tiny_patch4_32", "deit_tiny_patch4_32_life"),
-        img_sides=(32, 64, 128, 224),
-        bench=BenchPlan(img_sides=(32, 64, 128, 224), batch_size=64, repeats=5),
-        seeds=(0,),
-    ),
-    rollout=RolloutStudy(n_images=500, seeds=(0,)),
+    detection=DetectionStudy(dataset="voc-det", backbones=TINY224_PAIR),
+    segmentation=SegmentationStudy(dataset="cityscapes", backbones=TINY224_PAIR),
+    efficiency=EfficiencyStudy(models=TINY32_PAIR, img_sides=(32, 64, 128, 224),
+                               bench=BenchPlan((32, 64, 128, 224), batch_size=64, repeats=5)),
+    rollout=RolloutStudy(n_images=500),
 )
 """paper: the paper's recipe at full scale (GPU)."""
 

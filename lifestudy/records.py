@@ -1,6 +1,6 @@
 """Run records: one JSON file per run with its metrics and provenance, written atomically.
 
-Every number the book shows is read from such a record (see DESIGN.md, "Contracts").
+Every number the book shows is read from such a record (see docs/design.md, "Contracts").
 A record is a flat-ish dict::
 
     {"kind": "train" | "bench" | "complexity" | ..., "metrics": {...},
@@ -131,6 +131,16 @@ def device_name(device: Any = None) -> str:
     return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as printed output shows it: relative to the repository when it lies inside
+    (``runs/cpu/02_classification/.../record.json``), else as given. Progress lines and
+    summaries use it, so a built book shows nothing of the machine it was built on."""
+    try:
+        return str(Path(path).resolve().relative_to(_REPO_ROOT.resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def provenance(**fields: Any) -> dict[str, Any]:
     """Provenance common to every record; ``fields`` (profile, seed, model, ...) are merged in."""
     import timm
@@ -152,16 +162,6 @@ def provenance(**fields: Any) -> dict[str, Any]:
         prov["device_name"] = device_name(fields["device"])
     prov.update(fields)
     return _jsonable(prov)
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """``path`` as a reader should see it: relative to the repository when it lies inside it
-    (``runs/cpu/05_detection``), else as it is."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(_REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def find_records(root: str | os.PathLike, name: str = "record.json") -> list[Path]:
@@ -191,8 +191,8 @@ def load_records(roots: str | os.PathLike | Iterable[str | os.PathLike], name: s
 
 #: Config fields that may differ between two runs without changing their result (where the
 #: run lies, how it is shown, how it is executed): left out of :func:`config_hash`.
-HASH_FREE = frozenset({"out", "root", "quiet", "resume", "stop_after_epochs", "device", "num_workers",
-                       "compile"})
+HASH_FREE = frozenset({"out", "root", "quiet", "resume", "stop_after_epochs", "device", "device_type",
+                       "num_workers", "compile", "allow_change"})
 
 
 def config_hash(config: dict[str, Any], free: Iterable[str] = HASH_FREE) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lifestudy import paper
 from lifestudy.profiles import Profile, get_profile
 from lifestudy.records import device_name, load_records
@@ -48,7 +50,7 @@ def run_banner(profile: str | Profile, seeds: Sequence[int], device: str) -> Any
 
     Returns an ``IPython.display.Markdown`` object (display it, or let it be the cell's value).
     """
-    from IPython.display import Markdown
+    from IPython.display import Markdown  # the book's extra (ipykernel): only the notebooks display
 
     prof = get_profile(profile)
     return Markdown(
@@ -65,8 +67,6 @@ def caption(text: str, profile: str, seeds: Sequence[int] | None = None) -> str:
 
 def mean_std(df, by: Sequence[str] | str, values: Sequence[str] | str):
     """Mean, standard deviation (ddof=1; 0 for a single seed) and count of ``values`` per ``by`` group."""
-    import pandas as pd
-
     by = [by] if isinstance(by, str) else list(by)
     values = [values] if isinstance(values, str) else list(values)
     grouped = df.groupby(by, sort=False)[values]
@@ -80,8 +80,6 @@ def format_mean_std(stats, digits: int = 2):
     """Turn :func:`mean_std`'s output into strings ``"mean ± std"`` per value, plus a seeds column.
 
     A group of one seed shows its value alone (it has no spread to show)."""
-    import pandas as pd
-
     values = list(dict.fromkeys(stats.columns.get_level_values(0)))
     table = pd.DataFrame(index=stats.index)
     for v in values:
@@ -126,8 +124,6 @@ def chapter_records(out_dir: str | os.PathLike, kind: str | None = None):
 def _headline(row) -> str:
     """A training record's headline metric, e.g. ``"top1 91.20"`` (its ``metrics.headline``
     names it); empty for records that are not runs."""
-    import pandas as pd
-
     key = row.get("metrics.headline")
     value = row.get(f"metrics.{key}") if isinstance(key, str) else None
     return f"{key} {float(value):.2f}" if value is not None and pd.notna(value) else ""
@@ -137,8 +133,6 @@ def provenance_table(records, root: str | os.PathLike):
     """One row per record under ``root`` (:func:`lifestudy.records.load_records`): its
     chapter (the first folder below ``root``), kind, task, dataset, model, seed, epochs,
     headline metric, wall time, device, code version and library versions."""
-    import pandas as pd
-
     def column(name):
         return records[name] if name in records else pd.Series([None] * len(records), index=records.index)
 

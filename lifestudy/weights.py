@@ -40,7 +40,10 @@ def _read(path: Path, map_location: Any) -> Any:
         # Our checkpoints hold plain containers, tensors and numpy RNG arrays.
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # truncated or foreign file
-        raise ConfigError(f"cannot read checkpoint {path}: {err}; re-run the training") from err
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(
+            f"cannot read checkpoint {path} ({why}): it is damaged; train the run again into a new --out folder"
+        ) from err
 
 
 def load_checkpoint(run: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -48,7 +51,10 @@ def load_checkpoint(run: str | os.PathLike, map_location: Any = "cpu") -> dict[s
     path = checkpoint_path(run)
     ckpt = _read(path, map_location)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise ConfigError(f"{path} is not a lifestudy checkpoint (no config/model inside)")
+        raise ConfigError(
+            f"{path} is not a lifestudy checkpoint (no config/model inside); pass the checkpoint.pt "
+            "(or the run folder) that `lifestudy train --out DIR` wrote"
+        )
     return ckpt
 
 

@@ -14,7 +14,7 @@ import data_trees as trees
 from lifestudy import data
 from lifestudy.data import classification
 from lifestudy.data.scenes import SceneConfig
-from lifestudy.errors import ConfigError
+from lifestudy.errors import ConfigError, DatasetError
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +119,25 @@ def test_transforms_keep_boxes_and_masks_aligned(scenes_kw):
             assert b == tight_box(m)
 
 
-def test_falls_back_to_digits_without_fashion_mnist(tmp_path, monkeypatch):
+def test_no_silent_change_of_item_source(tmp_path, monkeypatch):
+    """Without Fashion-MNIST the scenes fail with how to fetch it; digits only when named."""
     monkeypatch.setattr(classification, "DEBIAN_FASHION_MNIST", tmp_path / "none")
-    ds = data.build_dataset("scenes-det", "train", root=tmp_path, length=3)
+    for attempt in (lambda: data.build_dataset("scenes-det", "train", root=tmp_path, length=3),
+                    lambda: data.check("scenes-seg", root=tmp_path)):
+        with pytest.raises(DatasetError, match="(?s)scenes take their items from Fashion-MNIST.*"
+                                               "lifestudy data fetch fashion-mnist"):
+            attempt()
+    ds = data.build_dataset("scenes-det", "train", root=tmp_path, length=3, source="digits")
     assert ds.source == "digits" and ds.spec.class_names[:2] == ("0", "1")
-    assert "items from digits" in data.check("scenes-det", root=tmp_path)
+    assert ds.describe()["source"] == "digits"
+    with pytest.raises(ConfigError, match="source must be one of 'fashion-mnist', 'digits'"):
+        data.build_dataset("scenes-det", "train", root=tmp_path, source="auto")
+
+
+def test_fashion_mnist_is_the_default_item_source(fmnist_root):
+    ds = data.build_dataset("scenes-seg", "train", root=fmnist_root, length=3)
+    assert ds.source == "fashion-mnist" and ds.spec.class_names[:3] == ("background", "T-shirt/top", "Trouser")
+    assert "items from fashion-mnist" in data.check("scenes-seg", root=fmnist_root)
 
 
 def test_generation_is_fast(scenes_kw):

@@ -12,10 +12,19 @@ from lifestudy.records import read_json
 
 torch.set_num_threads(1)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fashion_mnist")]
 
 #: a handful of 64x64 canvases: two steps per epoch at the smoke profile's batch of 8
 TINY_SCENES = {"train_length": 16, "test_length": 8}
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist():
+    """The scenes' items, at the default root: fetched through the chain (`make test`
+    already did), else the test fails with the fetch error."""
+    from lifestudy import data
+
+    return data.fetch("fashion-mnist")
 
 
 def _cfg(tmp_path, name, **kw):
@@ -48,7 +57,16 @@ def test_segmentation_smoke_run_rectangular(tmp_path):
     m = rec["metrics"]
     assert m["headline"] == "miou" and 0.0 <= m["miou"] <= 100.0
     assert "iou_background" in m and "iou_trouser" in m
-    assert rec["provenance"]["img_size"] == [32, 64]
+    assert rec["provenance"]["img_size"] == [32, 64] and rec["provenance"]["item_source"] == "fashion-mnist"
+
+
+def test_segmentation_on_digits_items_when_named(tmp_path):
+    """digits only when the run names them; the record and the class names say so."""
+    options = {**TINY_SCENES, "data_options": {"source": "digits"}}
+    rec = train(_cfg(tmp_path, "seg", task="segmentation", data="scenes-seg", model="deit_test_patch4_32",
+                     epochs=1, options=options))
+    assert rec["provenance"]["item_source"] == "digits"
+    assert "iou_0" in rec["metrics"] and "iou_trouser" not in rec["metrics"]
 
 
 def test_detection_resume_is_exact(tmp_path):

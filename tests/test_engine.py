@@ -144,6 +144,7 @@ def test_killed_cli_run_resumes_to_the_same_result(tmp_path):
     b = json.loads((tmp_path / "clean" / "record.json").read_text())["metrics"]
     assert {k: a[k] for k in RESULT_KEYS} == {k: b[k] for k in RESULT_KEYS}
     assert same_weights(killed, tmp_path / "clean")
+    assert not (killed / ".lock").exists()  # the killed run's lock was stale; the resumed run removed it
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -207,7 +208,7 @@ def test_ema_is_kept_and_evaluated(tmp_path):
     "changes, match",
     [
         (dict(data="scenes-seg"), "pass --task segmentation"),
-        (dict(model="no_such_model"), "unknown model"),
+        (dict(model="no_such_model"), "must be a known timm model"),
         (dict(profile="huge"), "unknown profile"),
         (dict(recipe={"mixup_alpha": 1.0}), "unknown recipe field"),
         (dict(task="nonsense"), "unknown task"),
@@ -243,7 +244,7 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert "top1" in capsys.readouterr().out
     # Errors reach the user as one line, not a traceback.
     assert main(["train", "--data", "digits", "--model", "deit_test_patch4_32", "--out", str(out)]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a finished run" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 

@@ -141,5 +141,6 @@ def test_chapter_setup_is_one_call(tmp_path):
     assert "profile `smoke`" in chap.banner().data and "seeds 4, 5" in chap.banner().data
     assert chap.caption("Accuracy") == "Accuracy (profile smoke, seeds 4, 5)"
     assert chapters.setup("09_results", "paper").study is None
+    assert chapters.setup("01_life_module", "cpu", device="cuda").device == "cpu"  # counts on the CPU
     with pytest.raises(ConfigError, match="unknown chapter"):
         chapters.setup("10_more", "cpu")

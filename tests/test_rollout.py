@@ -449,7 +449,7 @@ def runs(tmp_path_factory):
     train(TrainConfig(task="segmentation", data="scenes-seg", model="deit_test_patch4_32_life", profile="smoke",
                       epochs=1, img_size=(48, 48), quiet=True, options=scenes, out=str(root / "seg")))
     train(TrainConfig(task="classification", data="digits", model="deit_test_patch4_32", profile="smoke",
-                      epochs=1, subset=2, quiet=True, out=str(root / "cls")))
+                      epochs=1, subset=2, batch_size=20, quiet=True, out=str(root / "cls")))
     return root
 
 

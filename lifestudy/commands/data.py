@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lifestudy import data
 
+    if getattr(args, "root", None) is not None:
+        from lifestudy.engine.runfolder import folder_problem
+        from lifestudy.errors import ConfigError
+
+        problem = folder_problem(args.root, "--root", writable=args.action == "fetch")
+        if problem:
+            raise ConfigError(problem)
     if args.action == "check":
         print(data.check(args.name, args.root, full=args.full))
     elif args.action == "fetch":

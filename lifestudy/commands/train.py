@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from lifestudy.errors import ConfigError
-
 __all__ = ["add_arguments", "run", "config_from_args"]
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _recipe_override(text: str) -> tuple[str, object]:
@@ -20,7 +22,7 @@ def _recipe_override(text: str) -> tuple[str, object]:
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError:
-        parsed = None if value.lower() in ("none", "null") else value
+        parsed = None if value.lower() in ("none", "null", "off") else value
     return key.strip(), parsed
 
 
@@ -41,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="cpu", choices=list(PROFILES),
                    help="recipe and sizes: smoke (seconds), cpu (laptop), paper (GPU) (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds weights, data order and augmentation (default: 0)")
-    p.add_argument("--out", required=True, help="run folder to write (must be new, unless --resume)")
+    p.add_argument("--out", required=True,
+                   help="run folder to write: new or empty (one run writes it at a time), or the run to --resume")
     p.add_argument("--root", default=None, help="dataset root (default: $LIFESTUDY_DATA or <repo>/data)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=None,
@@ -57,7 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", default=None, help="detection head: encdec | encdec-linear | encdec-life")
     p.add_argument("--init", default=None, help="run folder / checkpoint to initialise the backbone from")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint (exactly, on CPU)")
+                   help="continue the run in --out from its last checkpoint (exactly, on CPU); every "
+                        "setting must be the checkpoint's except --quiet, --root, --out and the spelling "
+                        "of --device (auto, cuda, cuda:N: the same kind of device)")
+    p.add_argument("--allow-change", dest="allow_change", type=_names, action="append", default=[],
+                   metavar="NAME[,NAME]",
+                   help="with --resume: let lr and/or clip_grad differ from the checkpoint's (a diverged "
+                        "run continued from its last good checkpoint, e.g. --resume --allow-change lr "
+                        "--lr 2e-4); config.json, the record and metrics.csv say from which epoch")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (default: auto)")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the profile's)")
     p.add_argument("--ema", action="store_true", default=None, help="keep and evaluate an EMA of the weights")
@@ -80,7 +90,8 @@ def config_from_args(args: argparse.Namespace):
         task=args.task, data=args.data, model=args.model, profile=args.profile, seed=args.seed,
         out=args.out, root=args.root, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         subset=args.subset, img_size=tuple(args.img_size) if args.img_size else None,
-        teacher=args.teacher, head=args.head, init=args.init, resume=args.resume, device=args.device,
+        teacher=args.teacher, head=args.head, init=args.init, resume=args.resume,
+        allow_change=tuple(n for names in args.allow_change for n in names), device=args.device,
         num_workers=args.num_workers, compile=args.compile, channels_last=args.channels_last,
         quiet=args.quiet, recipe=recipe,
     )
@@ -91,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
 
     from lifestudy.engine import train
 
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     record = train(config_from_args(args))
     if int(os.environ.get("RANK", "0")) == 0:
         m = record["metrics"]

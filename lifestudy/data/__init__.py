@@ -51,7 +51,7 @@ def _root(root: str | Path | None) -> Path:
 def get_spec(name: str, root: str | Path | None = None) -> DatasetSpec:
     """The :class:`DatasetSpec` of ``name``. Class names are read from the files where they
     live there (Tiny-ImageNet, ImageNet-100, CIFAR-100) and the data is under ``root``;
-    for the scenes they follow the item source found (Fashion-MNIST, else digits)."""
+    for the scenes they are Fashion-MNIST's (the default item source)."""
     return get_source(name).spec(name, _root(root))
 
 

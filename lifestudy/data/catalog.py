@@ -121,11 +121,14 @@ class Source:
         return f"{name}: already in place under {root}"
 
     def describe(self, name: str, root: Path) -> str:
-        """One line for ``lifestudy data check``: splits, sizes, classes."""
+        """One line for ``lifestudy data check``: splits, sizes, classes (the root as
+        :func:`lifestudy.records.display_path` shows it)."""
+        from lifestudy.records import display_path
+
         parts = []
         for split in SPLITS:
             ds = self.build(name, root, split)
             parts.append(f"{split} {len(ds)}")
         spec = self.spec(name, root)
         return (f"{name}: ok ({', '.join(parts)}; {spec.num_classes} classes; {spec.task}; "
-                f"input {spec.input_size[0]}x{spec.input_size[1]}x{spec.in_chans}) under {root}")
+                f"input {spec.input_size[0]}x{spec.input_size[1]}x{spec.in_chans}) under {display_path(root)}")

@@ -8,7 +8,8 @@
 - ``imagenet100``: ``train/`` and ``val/`` class folders, or the Kaggle archive's
   ``train.X1..train.X4`` / ``val.X`` folders and ``Labels.json`` (ambityga/imagenet100);
 - ``fashion-mnist``: the idx files (``*-ubyte.gz``) of Xiao et al. 2017, from torchvision's
-  folder or the Debian package ``dataset-fashion-mnist``;
+  folder or the Debian package ``dataset-fashion-mnist`` (installed, or fetched with
+  ``apt-get download``: :meth:`FashionMNIST.fetch`);
 - ``digits``: scikit-learn's 8x8 digits (UCI optdigits test set), split once, stratified,
   with a fixed seed.
 
@@ -19,8 +20,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
+import shutil
 import struct
+import subprocess
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +43,7 @@ __all__ = [
     "ImageList",
     "read_idx",
     "DEBIAN_FASHION_MNIST",
+    "DEBIAN_PACKAGE",
     "DIGITS_TEST_FRACTION",
     "DIGITS_SPLIT_SEED",
     "digits_split",
@@ -45,8 +51,13 @@ __all__ = [
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
-#: Where the Debian package ``dataset-fashion-mnist`` installs the idx files.
+#: The Debian package with Fashion-MNIST's idx files, and where it installs them.
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: apt's package lists (empty in a fresh container until ``apt-get update``)
+APT_LISTS = Path("/var/lib/apt/lists")
+APT_TIMEOUT_S = 900
+FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist"
 DIGITS_TEST_FRACTION = 1 / 3
 DIGITS_SPLIT_SEED = 0
 
@@ -199,6 +210,10 @@ _FMNIST_FILES = {
 }
 
 
+class _NotFetched(Exception):
+    """One step of Fashion-MNIST's fetch chain could not get the files (the reason)."""
+
+
 @register_source
 class FashionMNIST(Source):
     names = ("fashion-mnist",)
@@ -211,8 +226,9 @@ FashionMNIST/raw/t10k-images-idx3-ubyte[.gz]
 FashionMNIST/raw/t10k-labels-idx1-ubyte[.gz]
 (or none of these, with the Debian package dataset-fashion-mnist installed:
  /usr/share/datasets/fashion-mnist/*-ubyte.gz)"""
-    how_to_get = ("`lifestudy data fetch {name} --root {root}` (links the Debian package's "
-                  "files when installed: `apt install dataset-fashion-mnist`; else downloads)")
+    how_to_get = ("`lifestudy data fetch {name} --root {root}` (links the Debian package's files "
+                  "when installed, else extracts them from `apt-get download dataset-fashion-mnist`, "
+                  "else downloads; or `sudo apt-get install dataset-fashion-mnist`)")
 
     def _find(self, root: Path, stem: str) -> Path | None:
         for folder in (root / self.folder / "raw", DEBIAN_FASHION_MNIST):
@@ -258,33 +274,129 @@ FashionMNIST/raw/t10k-labels-idx1-ubyte[.gz]
         return ArrayImages(images, labels, SPECS[name].class_names, transform)
 
     def fetch(self, name, root):
-        raw = root / self.folder / "raw"
-        if all((raw / f"{s}.gz").is_file() or (raw / s).is_file()
-               for stems in _FMNIST_FILES.values() for s in stems):
+        """The fetch chain: (1) the files already under ``root``; (2) the Debian package's
+        files, linked; (3) on Debian/Ubuntu, ``apt-get download`` of the package and
+        ``dpkg-deb -x`` (no root needed; ``apt-get update`` first when running as root with
+        empty package lists); (4) torchvision's download; (5) a DatasetError naming what was
+        tried and the commands that fix it. Steps 2-4 fill a staging folder under ``root``
+        that is renamed into place only when complete and readable, so ``root`` never holds
+        a half-fetched dataset."""
+        from lifestudy.records import display_path
+
+        final = self.path(root)
+        shown = display_path(final / "raw")
+        if self._in_place(name, root):
             self.validate(name, root, deep=True)
-            return f"{name}: already in place under {raw}"
-        if all((DEBIAN_FASHION_MNIST / f"{s}.gz").is_file()
-               for stems in _FMNIST_FILES.values() for s in stems):
-            raw.mkdir(parents=True, exist_ok=True)
-            for stems in _FMNIST_FILES.values():
-                for s in stems:
-                    target = raw / f"{s}.gz"
-                    if target.is_symlink() or target.exists():
-                        target.unlink()
-                    target.symlink_to(DEBIAN_FASHION_MNIST / f"{s}.gz")
-            self.validate(name, root, deep=True)
-            return f"{name}: linked the Debian package's files from {DEBIAN_FASHION_MNIST} into {raw}"
+            return f"{name}: already in place under {shown}"
+        tried = [f"(1) not under {shown}"]
+        for step, method in ((2, self._link_debian), (3, self._apt_download), (4, self._download)):
+            stage = Path(tempfile.mkdtemp(prefix=".fashion-mnist-fetch-", dir=root))
+            try:
+                try:
+                    how = method(stage)
+                    missing = self._missing(stage)
+                    if missing:  # (checked here: validate would also accept the Debian files)
+                        raise _NotFetched(f"{how}, but {', '.join(missing)} missing")
+                    self.validate(name, stage, deep=True)
+                except (_NotFetched, DatasetError) as err:
+                    tried.append(f"({step}) {str(err).splitlines()[0]}")
+                    continue
+                try:
+                    (stage / self.folder).rename(final)
+                except OSError:  # another process put it there first
+                    if not self._in_place(name, root):
+                        raise
+                self.validate(name, root, deep=True)
+                return f"{name}: {how} into {shown}"
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+        raise DatasetError(
+            f"dataset {name!r}: cannot fetch it; tried " + "; ".join(tried) + ". Fix: "
+            f"`sudo apt-get install {DEBIAN_PACKAGE}` (Debian/Ubuntu), or with internet access "
+            f"`lifestudy data fetch {name} --root {root}`, or copy the four *-ubyte.gz files of "
+            f"{FASHION_MNIST_URL} into {final / 'raw'}/")
+
+    def _in_place(self, name: str, root: Path) -> bool:
+        """True when ``root`` holds all four files; False when it holds none of them (after
+        removing links left dangling by an uninstalled Debian package); a DatasetError
+        when it holds some, or a folder of something else."""
+        raw = self.path(root) / "raw"
+        stems = [s for pair in _FMNIST_FILES.values() for s in pair]
+        if not self._missing(root):
+            return True
+        for s in stems:
+            for p in (raw / s, raw / f"{s}.gz"):
+                if p.is_symlink() and not p.exists():
+                    p.unlink()
+        for folder in (raw, self.path(root)):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        if self.path(root).exists():
+            raise self.error(name, root, f"incomplete: {self.path(root)} lacks "
+                                         f"{', '.join(self._missing(root))}; remove it "
+                                         f"(`rm -r {self.path(root)}`) and fetch again")
+        return False
+
+    def _missing(self, root: Path) -> list[str]:
+        """The idx files (by stem) not under ``root`` in torchvision's layout."""
+        raw = self.path(root) / "raw"
+        return [s for pair in _FMNIST_FILES.values() for s in pair
+                if not (raw / s).is_file() and not (raw / f"{s}.gz").is_file()]
+
+    def _link_debian(self, stage: Path) -> str:
+        files = [DEBIAN_FASHION_MNIST / f"{s}.gz" for pair in _FMNIST_FILES.values() for s in pair]
+        if not all(f.is_file() for f in files):
+            raise _NotFetched(f"the Debian package {DEBIAN_PACKAGE} is not installed ({DEBIAN_FASHION_MNIST})")
+        raw = stage / self.folder / "raw"
+        raw.mkdir(parents=True)
+        for f in files:
+            (raw / f.name).symlink_to(f)
+        return f"linked the Debian package's files from {DEBIAN_FASHION_MNIST}"
+
+    def _apt_download(self, stage: Path) -> str:
+        apt_get, dpkg_deb = shutil.which("apt-get"), shutil.which("dpkg-deb")
+        if not apt_get or not dpkg_deb:
+            raise _NotFetched("`apt-get download` needs apt-get and dpkg-deb (Debian/Ubuntu): not on PATH")
+        work = stage / "deb"
+        work.mkdir()
+
+        def run(tool: str, *args: str) -> None:
+            cmd = " ".join([Path(tool).name, *args])
+            try:
+                proc = subprocess.run([tool, *args], cwd=work, capture_output=True, text=True,
+                                      timeout=APT_TIMEOUT_S)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                raise _NotFetched(f"`{cmd}` failed ({err})") from None
+            if proc.returncode != 0:
+                lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+                raise _NotFetched(f"`{cmd}` failed ({lines[-1] if lines else f'exit {proc.returncode}'})")
+
+        if os.geteuid() == 0 and not any(APT_LISTS.glob("*_Packages*")):
+            run(apt_get, "update")  # a fresh container: no package lists yet
+        run(apt_get, "download", DEBIAN_PACKAGE)
+        debs = sorted(work.glob(f"{DEBIAN_PACKAGE}_*.deb"))
+        if not debs:
+            raise _NotFetched(f"`apt-get download {DEBIAN_PACKAGE}` left no .deb file")
+        run(dpkg_deb, "-x", debs[-1].name, "x")
+        found = work / "x" / "usr/share/datasets/fashion-mnist"
+        raw = stage / self.folder / "raw"
+        raw.mkdir(parents=True)
+        for pair in _FMNIST_FILES.values():
+            for s in pair:
+                if (found / f"{s}.gz").is_file():
+                    (found / f"{s}.gz").rename(raw / f"{s}.gz")
+        return f"extracted {debs[-1].name} (`apt-get download`, no root needed)"
+
+    def _download(self, stage: Path) -> str:
         from torchvision.datasets import FashionMNIST as TVFashionMNIST
 
         try:
-            TVFashionMNIST(str(root), train=True, download=True)
-            TVFashionMNIST(str(root), train=False, download=True)
+            TVFashionMNIST(str(stage), train=True, download=True)
+            TVFashionMNIST(str(stage), train=False, download=True)
         except Exception as err:  # urllib / socket errors differ across versions
-            raise self.error(name, root, f"download failed ({err.__class__.__name__}: {err}); "
-                                         "install the Debian package dataset-fashion-mnist or "
-                                         "copy the four *-ubyte.gz files by hand") from None
-        self.validate(name, root, deep=True)
-        return f"{name}: downloaded into {raw}"
+            reason = " ".join(str(err).split())  # torchvision's message spans lines
+            raise _NotFetched(f"torchvision's download failed ({err.__class__.__name__}: {reason})") from None
+        return "downloaded (torchvision)"
 
 
 # ----------------------------------------------------------------------------- CIFAR

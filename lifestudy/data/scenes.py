@@ -1,10 +1,10 @@
 """Generated scenes: the offline stand-in for Pascal VOC and Cityscapes.
 
-Each canvas holds a few Fashion-MNIST items (scikit-learn digits when Fashion-MNIST is
-absent), pasted at random positions, scales and colours over a cluttered textured
-background, in the spirit of multi-object MNIST benchmarks (e.g. Eslami et al. 2016's
-Multi-MNIST; torchvision's detection tutorial's targets format). What makes it hard
-enough for a model's choices to show:
+Each canvas holds a few Fashion-MNIST items (scikit-learn's digits only when a caller
+names ``source="digits"``: never as a silent stand-in), pasted at random positions,
+scales and colours over a cluttered textured background, in the spirit of multi-object
+MNIST benchmarks (e.g. Eslami et al. 2016's Multi-MNIST; torchvision's detection
+tutorial's targets format). What makes it hard enough for a model's choices to show:
 
 - **scale range**: an item's longer side is drawn from ``item_size`` (12..40 px on a
   64 px canvas, a 3.3x range);
@@ -43,7 +43,7 @@ from lifestudy.data.catalog import Source, default_root, register_source
 from lifestudy.data.spec import DIGITS_CLASSES, SPECS, DatasetSpec
 from lifestudy.errors import ConfigError, DatasetError
 
-__all__ = ["SceneConfig", "Scenes", "render_scene", "item_pool", "SCENE_VARIANTS"]
+__all__ = ["SceneConfig", "Scenes", "render_scene", "item_pool", "SCENE_VARIANTS", "ITEM_SOURCES"]
 
 #: which targets each name returns
 SCENE_VARIANTS = {
@@ -53,6 +53,8 @@ SCENE_VARIANTS = {
 }
 _SPLIT_CODE = {"train": 0, "test": 1}
 _DEFAULT_LENGTH = {"train": 2000, "test": 500}
+#: where the items come from; the first is the default (every profile that makes claims)
+ITEM_SOURCES = ("fashion-mnist", "digits")
 
 
 @dataclass(frozen=True)
@@ -88,30 +90,27 @@ class SceneConfig:
 def item_pool(source: str, split: str, root: Path | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """The grey item images (M, h, w) uint8, their labels (M,) and class names for a split.
 
-    ``source`` is "fashion-mnist", "digits" or "auto" (Fashion-MNIST when it is found under
-    ``root`` or in the Debian package, else digits)."""
+    ``source`` is one of :data:`ITEM_SOURCES`. Without Fashion-MNIST under ``root`` (or the
+    Debian package's files) "fashion-mnist" raises a DatasetError saying how to fetch it."""
     from lifestudy.data.classification import FashionMNIST, digits_split
 
+    check_item_source(source)
     root = Path(root) if root is not None else default_root()
-    if source == "auto":
-        source = resolve_item_source(root)
     if source == "fashion-mnist":
-        images, labels = FashionMNIST()._load("fashion-mnist", root, split)
+        try:
+            images, labels = FashionMNIST()._load("fashion-mnist", root, split)
+        except DatasetError as err:
+            raise DatasetError(f"scenes take their items from Fashion-MNIST (source='digits' "
+                               f"for digits); {err}") from None
         return images, np.asarray(labels, dtype=np.int64), SPECS["fashion-mnist"].class_names
-    if source == "digits":
-        images, labels = digits_split()[split]
-        return images, np.asarray(labels, dtype=np.int64), DIGITS_CLASSES
-    raise ConfigError(f"scenes: source must be 'auto', 'fashion-mnist' or 'digits', got {source!r}")
+    images, labels = digits_split()[split]
+    return images, np.asarray(labels, dtype=np.int64), DIGITS_CLASSES
 
 
-def resolve_item_source(root: Path) -> str:
-    from lifestudy.data.classification import FashionMNIST
-
-    try:
-        FashionMNIST().files("fashion-mnist", root)
-        return "fashion-mnist"
-    except DatasetError:
-        return "digits"
+def check_item_source(source: str) -> None:
+    if source not in ITEM_SOURCES:
+        raise ConfigError(f"scenes: source must be one of {', '.join(map(repr, ITEM_SOURCES))}, "
+                          f"got {source!r}")
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -262,7 +261,7 @@ class Scenes(Dataset):
     """
 
     def __init__(self, split: str, variant: str = "scenes", cfg: SceneConfig = SceneConfig(),
-                 length: int | None = None, seed: int = 0, source: str = "auto",
+                 length: int | None = None, seed: int = 0, source: str = ITEM_SOURCES[0],
                  root: str | Path | None = None, transform: Callable | None = None,
                  cache: bool = True):
         if split not in _SPLIT_CODE:
@@ -274,7 +273,7 @@ class Scenes(Dataset):
         if self.length < 1:
             raise ConfigError(f"scenes: length must be positive, got {length}")
         root = Path(root) if root is not None else default_root()
-        self.source = resolve_item_source(root) if source == "auto" else source
+        self.source = source
         self.images, self.item_labels, names = item_pool(self.source, split, root)
         self.classes = list(names)
         self.transform = transform
@@ -324,14 +323,12 @@ class Scenes(Dataset):
 class ScenesSource(Source):
     names = tuple(SCENE_VARIANTS)
     how_to_get = ("generated, nothing to download; items come from Fashion-MNIST "
-                  "(`lifestudy data fetch fashion-mnist`) or else scikit-learn's digits")
+                  "(`lifestudy data fetch fashion-mnist`), or digits with source='digits'")
 
-    def spec(self, name: str, root: Path | None = None, source: str = "auto",
+    def spec(self, name: str, root: Path | None = None, source: str = ITEM_SOURCES[0],
              size: tuple[int, int] | None = None) -> DatasetSpec:
         """The scenes' spec: class names follow the item source, sizes the canvas."""
-        root = Path(root) if root is not None else default_root()
-        if source == "auto":
-            source = resolve_item_source(root)
+        check_item_source(source)
         spec = SPECS[name]
         if source == "digits":
             names = ("background",) + DIGITS_CLASSES if name == "scenes-seg" else DIGITS_CLASSES
@@ -341,10 +338,13 @@ class ScenesSource(Source):
         return spec
 
     def validate(self, name, root, deep=False):
-        item_pool("auto", "test", root)
+        """``lifestudy data check``: the default item source is readable (a build checks the
+        source it is given)."""
+        if deep:
+            item_pool(ITEM_SOURCES[0], "test", root)
 
     def build(self, name, root, split, transform=None, *, seed=0, size=(64, 64), num_items=(1, 4),
-              length=None, source="auto", cache=True, **options):
+              length=None, source=ITEM_SOURCES[0], cache=True, **options):
         known = set(SceneConfig.__dataclass_fields__) - {"size", "num_items"}
         unknown = set(options) - known
         if unknown:
@@ -362,5 +362,7 @@ class ScenesSource(Source):
                 f"{ds.cfg.num_items[1]} items)")
 
     def fetch(self, name, root):
-        return (f"{name}: generated on the fly, nothing to fetch (items from "
-                f"{resolve_item_source(root)})")
+        from lifestudy.data.classification import FashionMNIST
+
+        items = FashionMNIST().fetch("fashion-mnist", root)
+        return f"{name}: generated on the fly from Fashion-MNIST's items ({items})"

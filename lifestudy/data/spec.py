@@ -108,7 +108,7 @@ SPECS: dict[str, DatasetSpec] = {
         DatasetSpec("scenes-det", "detection", 10, FASHION_MNIST_CLASSES, SCENES_MEAN,
                     SCENES_STD, (64, 64), native_size=(64, 64),
                     note="generated offline stand-in for VOC; items from Fashion-MNIST "
-                         "(scikit-learn digits when Fashion-MNIST is absent)"),
+                         "(scikit-learn digits when a caller names source='digits')"),
         DatasetSpec("scenes-seg", "segmentation", 11, ("background",) + FASHION_MNIST_CLASSES,
                     SCENES_MEAN, SCENES_STD, (64, 64), ignore_index=IGNORE_INDEX,
                     native_size=(64, 64),

@@ -45,18 +45,16 @@ def evaluate_run(
     from lifestudy.data import get_spec
     from lifestudy.tasks import get_task
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size!r}: must be an integer >= 1; pass e.g. --batch-size 128")
     dev = resolve_device(device)
     model, cfg, spec = load_run(run_dir, device=dev)
     data = data or cfg.data
     eval_spec = get_spec(data, root or cfg.root)
-    if eval_spec.task != cfg.task or eval_spec.num_classes != spec.num_classes:
-        raise ConfigError(
-            f"the run {run_dir} is a {cfg.task} model for {spec.num_classes} classes ({cfg.data}); "
-            f"{data!r} is a {eval_spec.task} dataset with {eval_spec.num_classes} classes"
-        )
+    _check_compatible(run_dir, cfg, spec, data, eval_spec)
     task = get_task(cfg.task)
     ecfg = dataclasses.replace(cfg, data=data, root=os.fspath(root) if root else cfg.root)
-    _, eval_ds = task.build_datasets(ecfg, eval_spec)
+    eval_ds = task.build_eval_dataset(ecfg, eval_spec)  # the split it evaluates, nothing else
     loader = DataLoader(eval_ds, batch_size=batch_size, collate_fn=task.collate_fn,
                         pin_memory=dev.type == "cuda")
     t0 = time.perf_counter()
@@ -79,3 +77,19 @@ def evaluate_run(
         folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
         records.write_json_atomic(folder / f"eval-{data}.json", record)
     return record
+
+
+def _check_compatible(run_dir, cfg, spec, data: str, eval_spec) -> None:
+    """The run's model can read ``data``: same task, classes and image channels."""
+    from lifestudy.data import SPECS
+
+    same = (eval_spec.task, eval_spec.num_classes, eval_spec.in_chans) == (cfg.task, spec.num_classes, spec.in_chans)
+    if same:
+        return
+    fits = [n for n, s in SPECS.items() if (s.task, s.num_classes, s.in_chans) == (cfg.task, spec.num_classes,
+                                                                                     spec.in_chans)]
+    raise ConfigError(
+        f"the run {run_dir} is a {cfg.task} model for {spec.num_classes} classes of {spec.in_chans}-channel "
+        f"images ({cfg.data}); {data!r} is a {eval_spec.task} dataset with {eval_spec.num_classes} classes of "
+        f"{eval_spec.in_chans}-channel images; pass --data with one that matches ({', '.join(fits)})"
+    )

@@ -41,9 +41,12 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from lifestudy import records
-from lifestudy.engine.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from lifestudy.engine.config import TrainConfig, resolve
+from lifestudy.engine.checkpoint import (
+    CHECKPOINT, epoch_settings, resume_point, rng_state, save_checkpoint, set_rng_state,
+)
+from lifestudy.engine.config import TrainConfig, check_batch_fits, resolve
 from lifestudy.engine.distributed import Dist, setup, teardown
+from lifestudy.engine.runfolder import claim
 from lifestudy.engine.trained import load_teacher
 from lifestudy.errors import ConfigError, LifestudyError
 
@@ -56,8 +59,6 @@ RECORD = "record.json"
 CONFIG = "config.json"
 METRICS_CSV = "metrics.csv"
 
-# Fields that may differ between a run and its resumption without changing its result.
-_RESUME_FREE = {"resume", "quiet", "stop_after_epochs", "device", "num_workers", "root", "out", "compile"}
 
 
 class TrainingDivergedError(LifestudyError):
@@ -128,17 +129,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    diff = [k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k]]
-    if diff:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise ConfigError(
-            f"cannot resume {path}: the run was started with other settings ({details}); "
-            "resume with the same options, or start a new run in another --out folder"
-        )
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data`` as ``cfg`` (and its profile) says; return the record.
 
@@ -147,12 +137,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     writes the files and every rank returns the same record.
 
     Raises:
-        ConfigError: bad options, or ``cfg.out`` already holds a run and ``resume`` is off.
+        ConfigError: bad options (all of them, one line), ``cfg.out`` in use by another run
+            or holding a run while ``resume`` is off, or a resume whose settings differ.
         TrainingDivergedError: the loss became NaN/inf (the message names epoch and step).
     """
     d = setup(cfg.device)
     try:
-        return _train(cfg, d)
+        # Every setting checked before anything is built; one writer per run folder.
+        cfg = resolve(dataclasses.replace(cfg, device_type=d.device.type), world_size=d.world_size)
+        with claim(cfg.out, cfg.resume, d):
+            return _train(cfg, d)
     finally:
         teardown(d)
 
@@ -187,6 +181,7 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_before: float = 0.0
     last_eval: dict[str, float] = field(default_factory=dict)
+    item_source: Any = None
 
     @property
     def device(self) -> torch.device:
@@ -213,7 +208,7 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
 
     cfg = run.cfg
     show = _progress_enabled(cfg, d)
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # not tqdm.auto: no 'IProgress not found' in a kernel
 
     epoch_bar = tqdm(range(run.start_epoch, cfg.epochs), initial=run.start_epoch, total=cfg.epochs,
                      desc=f"{cfg.model} on {cfg.data}", unit="epoch", disable=not show, dynamic_ncols=True)
@@ -242,8 +237,8 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
 
 # ---- stages ------------------------------------------------------------------------
 def _start(cfg: TrainConfig, d: Dist) -> _Run:
-    """The task, the dataset's spec, the resolved config and its hash; refuse a folder that
-    already holds a run unless resuming. (Run-wide checks belong here.)"""
+    """The task, the dataset's spec, the resolved config and its hash (train() has checked
+    every setting and claimed the run folder)."""
     from lifestudy.data import get_spec
     from lifestudy.tasks import get_task
 
@@ -255,13 +250,8 @@ def _start(cfg: TrainConfig, d: Dist) -> _Run:
             f"dataset {cfg.data!r} is a {spec.task} dataset, not {task.name}; "
             f"pass --task {spec.task} or a {task.name} dataset"
         )
-    cfg = resolve(cfg, spec)
+    cfg = resolve(cfg, spec)  # train() resolved and checked it; the folder is claimed
     out = Path(cfg.out)
-    if (out / CHECKPOINT).exists() and not cfg.resume:
-        raise ConfigError(
-            f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
-            "or choose a new --out folder"
-        )
     if cfg.batch_size % d.world_size:
         raise ConfigError(
             f"--batch-size {cfg.batch_size} is the global batch; it must divide by the "
@@ -277,6 +267,8 @@ def _build_loaders(run: _Run) -> None:
     train_ds, eval_ds = task.build_datasets(cfg, run.spec)
     if len(train_ds) == 0 or len(eval_ds) == 0:
         raise ConfigError(f"dataset {cfg.data!r} gave an empty train or test split; check --subset and the data")
+    check_batch_fits(cfg, len(train_ds))
+    run.item_source = getattr(train_ds, "source", None)  # scenes: the item source found
     recipe = cfg.recipe
     if recipe["repeated_aug"] > 1:
         from timm.data.distributed_sampler import RepeatAugSampler
@@ -323,17 +315,16 @@ def _set_schedule(run: _Run) -> None:
 
 
 def _restore(run: _Run) -> dict[str, Any] | None:
-    """Load the checkpoint of a resumed run and check it was started with these settings;
-    the record of a run that had already finished (nothing left to do), else None."""
-    ckpt_path = run.out / CHECKPOINT
-    if not ckpt_path.exists():
+    """The checkpoint a resumed run continues from (``engine.checkpoint.resume_point``:
+    exact, or refused with the settings that differ); the record of a run that had already
+    finished (nothing left to do), else None."""
+    ckpt, run.cfg = resume_point(run.cfg)
+    if ckpt is None:
         return None
-    ckpt = load_checkpoint(ckpt_path)
-    _check_resumable(ckpt["config"], run.cfg, ckpt_path)
     rngs = ckpt["rng"]
     if len(rngs) != run.d.world_size:
         raise ConfigError(
-            f"{ckpt_path} was written by {len(rngs)} processes; resume it with as many "
+            f"{run.out / CHECKPOINT} was written by {len(rngs)} processes; resume it with as many "
             f"(now {run.d.world_size})"
         )
     if ckpt["epoch"] >= run.cfg.epochs and (run.out / RECORD).exists():
@@ -425,7 +416,7 @@ def _train_one_epoch(run: _Run, epoch: int, show: bool = False) -> dict[str, Any
     if cuda:
         torch.cuda.synchronize(device)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # not tqdm.auto: no 'IProgress not found' in a kernel
 
     step_bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
                     disable=not show, dynamic_ncols=True)
@@ -478,6 +469,7 @@ def _train_one_epoch(run: _Run, epoch: int, show: bool = False) -> dict[str, Any
         "train_images_per_s": seen / train_time,
         # per second of this process's CPU time (all its threads): steadier on a shared machine
         "train_images_per_cpu_s": images / cpu_time if cpu_time > 0 else math.nan,
+        **epoch_settings(cfg),  # the peak lr and clipping this epoch trained with
         "_t0": t0,
     }
 
@@ -535,6 +527,7 @@ def _record(run: _Run) -> dict[str, Any]:
             head=cfg.head,
             init=cfg.init,
             img_size=list(cfg.img_size),
+            **({"item_source": run.item_source} if run.item_source is not None else {}),  # scenes
             data_pipeline=getattr(task, "pipeline", None),
             resumed=run.ckpt is not None,
             wall_time_s=run.wall_before + time.perf_counter() - run.t_start,
@@ -595,10 +588,13 @@ def _diverged(cfg, epoch, bad_step, step, d: Dist, loss, ckpt_path: Path):
     where = int(bad_step.item()) if int(bad_step.item()) >= 0 else step
     last_good = f"the checkpoint of epoch {epoch} in {ckpt_path} is left as it was" if epoch else \
         "no checkpoint was written"
+    clip = cfg.recipe.get("clip_grad")
+    clip_hint = f"{clip / 2:g}" if clip else "1.0"
     raise TrainingDivergedError(
         f"the training loss became {loss.item()} at epoch {epoch + 1}, step {where + 1} "
-        f"({cfg.model} on {cfg.data}, lr {cfg.lr:g}); {last_good}. Lower --lr, enable gradient "
-        "clipping (recipe clip_grad) or check the data, then start again (or --resume)"
+        f"({cfg.model} on {cfg.data}, lr {cfg.lr:g}); {last_good}; continue from there with a lower lr: "
+        f"add --resume --allow-change lr --lr {cfg.lr / 2:.3g} (or clip harder: --resume --allow-change "
+        f"clip_grad --set clip_grad={clip_hint}), or start again in a new --out folder"
     )
 
 

@@ -51,8 +51,9 @@ def _train_one(cfg: TrainConfig) -> dict[str, Any]:
     from lifestudy.engine.checkpoint import CHECKPOINT
     from lifestudy.engine.loop import train
 
-    if (Path(cfg.out) / CHECKPOINT).exists():  # an interrupted run: continue it (exactly, on CPU)
-        cfg = dataclasses.replace(cfg, resume=True)
+    out = Path(cfg.out)
+    if (out / CHECKPOINT).exists() or (out / "config.json").exists():  # interrupted: continue it
+        cfg = dataclasses.replace(cfg, resume=True)  # (exactly, on CPU; refused if settings differ)
     t0 = time.perf_counter()
     record = train(cfg)
     record["seconds"] = time.perf_counter() - t0

@@ -121,13 +121,8 @@ def attention_rollout(
     return res["R"][:, token, P:].reshape(-1, gh, gw)
 
 
-def dense_attention_rollout(
-    model: nn.Module,
-    images: torch.Tensor,
-    token_weights: torch.Tensor | None = None,
-    head_fusion: str = "mean",
-    discard_ratio: float = 0.0,
-) -> torch.Tensor:
+def dense_attention_rollout(model: nn.Module, images: torch.Tensor, token_weights: torch.Tensor | None = None,
+                            head_fusion: str = "mean", discard_ratio: float = 0.0) -> torch.Tensor:
     """Dense Attention Roll-Out ``(B, K, gh, gw)``: per class k, the mean of the patch tokens'
     roll-out rows weighted by their weights for k (module docstring).
 

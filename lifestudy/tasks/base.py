@@ -103,6 +103,11 @@ class Task:
         """``(train_ds, eval_ds)`` with the task's training and evaluation transforms."""
         raise NotImplementedError
 
+    def build_eval_dataset(self, cfg, spec) -> torch.utils.data.Dataset:
+        """The evaluation dataset alone (``lifestudy eval``); override to skip building the
+        training split."""
+        return self.build_datasets(cfg, spec)[1]
+
     def set_teacher(self, teacher: nn.Module) -> None:
         """Receive the frozen, eval-mode teacher of a distillation run (``--teacher RUN``),
         which the engine loads (:func:`lifestudy.engine.trained.load_teacher`) before

@@ -180,28 +180,35 @@ class Classification(Task):
         from lifestudy.data import build_dataset
 
         train_raw = build_dataset(cfg.data, "train", root=cfg.root, subset_per_class=cfg.subset, seed=cfg.seed)
-        eval_raw = build_dataset(cfg.data, "test", root=cfg.root)
-        n = cfg.recipe.get("eval_subset")
-        # A fixed, class-mixed slice of the test set (same for every run and seed).
-        eval_idx = None
-        if n and n < len(eval_raw):
-            eval_idx = sorted(torch.randperm(len(eval_raw), generator=torch.Generator().manual_seed(0))[:n].tolist())
         if memory.can_hold(train_raw, cfg.recipe, cfg.img_size, SMALL_IMAGE):
             self.pipeline = "memory"
             r = cfg.recipe
-            to_size = _to_size(spec, cfg.img_size)
             augment = memory.BatchAugment(spec.mean, spec.std, r["crop_padding"], r["hflip"], r["reprob"])
-            train_ds = memory.tensor_images(train_raw, to_size, spec, augment)
-            if eval_idx is not None:
-                eval_raw = torch.utils.data.Subset(eval_raw, eval_idx)
-            return train_ds, memory.tensor_images(eval_raw, to_size, spec, None)
-        self.pipeline = "pil"
-        for split, train in ((train_raw, True), (eval_raw, False)):  # a subset's base dataset
-            getattr(split, "dataset", split).transform = classification_transforms(
-                cfg.recipe, spec, cfg.img_size, train=train)
-        if eval_idx is not None:
-            eval_raw = torch.utils.data.Subset(eval_raw, eval_idx)
-        return train_raw, eval_raw
+            train_ds = memory.tensor_images(train_raw, _to_size(spec, cfg.img_size), spec, augment)
+        else:
+            self.pipeline = "pil"
+            getattr(train_raw, "dataset", train_raw).transform = classification_transforms(  # a subset's base
+                cfg.recipe, spec, cfg.img_size, train=True)
+            train_ds = train_raw
+        return train_ds, self.build_eval_dataset(cfg, spec)
+
+    def build_eval_dataset(self, cfg, spec):
+        """The test split (the recipe's fixed ``eval_subset`` of it), as tensors in memory
+        when it can be held (the same pixels as the PIL transforms give), else with them."""
+        from lifestudy.data import build_dataset
+
+        eval_ds = build_dataset(cfg.data, "test", root=cfg.root)
+        in_memory = memory.can_hold(eval_ds, cfg.recipe, cfg.img_size, SMALL_IMAGE)
+        if not in_memory:
+            eval_ds.transform = classification_transforms(cfg.recipe, spec, cfg.img_size, train=False)
+        n = cfg.recipe.get("eval_subset")
+        if n and n < len(eval_ds):
+            # A fixed, class-mixed slice of the test set (same for every run and seed).
+            idx = torch.randperm(len(eval_ds), generator=torch.Generator().manual_seed(0))[:n]
+            eval_ds = torch.utils.data.Subset(eval_ds, sorted(idx.tolist()))
+        if in_memory:
+            return memory.tensor_images(eval_ds, _to_size(spec, cfg.img_size), spec, None)
+        return eval_ds
 
     def prepare(self, model, cfg, spec, device) -> None:
         from timm.data import Mixup

@@ -39,7 +39,6 @@ def head_sizes(options: dict) -> DetrHeadConfig:
 @register_task("detection")
 class Detection(Task):
     headline_metric = "map_50"
-    higher_is_better = True
     collate_fn = staticmethod(collate_dense)
 
     def __init__(self) -> None:

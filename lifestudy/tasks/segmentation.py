@@ -42,7 +42,6 @@ def decoder_dim(options: dict) -> int:
 @register_task("segmentation")
 class Segmentation(Task):
     headline_metric = "miou"
-    higher_is_better = True
     collate_fn = staticmethod(collate_dense)
 
     def __init__(self) -> None:
@@ -73,8 +72,9 @@ class Segmentation(Task):
         self.class_names = tuple(spec.class_names)
 
     def build_datasets(self, cfg, spec):
-        self._remember(spec)
-        return build_dense_datasets(cfg, spec)
+        train, test = build_dense_datasets(cfg, spec)
+        self._remember(getattr(test, "spec", spec))  # the data's own class names (scenes: its item source)
+        return train, test
 
     def prepare(self, model, cfg, spec, device) -> None:
         self._remember(spec)
