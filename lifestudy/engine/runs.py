@@ -113,7 +113,7 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
     for i, rec in enumerate(results):
         if rec is not None:
             say(f"[{i + 1}/{len(configs)}] {rec['how']}: {_describe(configs[i])} "
-                f"({rec.get('reused_from', configs[i].out)})")
+                f"({records.display_path(rec.get('reused_from', configs[i].out))})")
 
     def _done(first: int, record: dict[str, Any]) -> None:
         for k, i in enumerate(todo[digests[first]]):
@@ -121,7 +121,7 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
                 results[i] = {**record, "how": "trained"}
                 say(f"[{i + 1}/{len(configs)}] trained: {_describe(configs[i])} in {record['seconds']:.0f} s "
                     f"({record['metrics'].get(record['metrics'].get('headline', ''), float('nan')):.2f}) "
-                    f"-> {configs[i].out}")
+                    f"-> {records.display_path(configs[i].out)}")
             else:
                 src = str(Path(configs[first].out) / "record.json")
                 records.write_json_atomic(Path(configs[i].out) / REUSED,
