@@ -53,8 +53,13 @@ def test_cpu_profile_runs_three_seeds_and_fits_its_budget():
     assert len(PROFILES["cpu"].seeds) >= 3
     cpu = PROFILES["cpu"]
     assert cpu.seeds_for(cpu.classification) == list(cpu.seeds)  # names no seeds of its own
-    assert cpu.seeds_for(cpu.sweep) == [0] and len(cpu.seeds_for(cpu.detection)) >= 3  # issue 14: >= 3 seeds
-    assert sum(CPU_BUDGET.values()) <= 45
+    assert len(cpu.seeds_for(cpu.detection)) >= 3  # issue 14: >= 3 seeds
+    # chapters 2-4: >= 3 seeds everywhere, >= 4 training sizes, schedule checks, a CNN reference
+    for study in (cpu.classification, cpu.sweep, cpu.distillation):
+        assert len(cpu.seeds_for(study)) >= 3
+    assert len(cpu.sweep.subsets) >= 4 and cpu.schedule_check and cpu.classification.references
+    assert cpu.distillation.teacher in cpu.classification.references  # the teacher is chapter 2's run
+    assert sum(CPU_BUDGET.values()) <= 60
 
 
 def test_resolution_order(tmp_path):
@@ -122,10 +127,12 @@ def test_dense_settings_reach_the_run_as_options(tmp_path):
 def test_chapter_setup_is_one_call(tmp_path):
     from lifestudy import chapters
 
-    chap = chapters.setup("03_data_size", "cpu")
+    chap = chapters.setup("05_detection", "cpu")
     cpu = PROFILES["cpu"]
-    assert chap.study is cpu.sweep and chap.seeds == [0]  # the study's own seeds
-    assert chap.out_dir == Path("runs") / "cpu" / "03_data_size" and chap.device == "cpu"
+    assert chap.study is cpu.detection and chap.seeds == list(cpu.detection.seeds)
+    assert chapters.setup("07_efficiency", "cpu").seeds == [0]  # the study's own seeds
+    assert chap.out_dir == Path("runs") / "cpu" / "05_detection" and chap.device == "cpu"
+    assert chapters.setup("03_data_size", "cpu").seeds == list(cpu.seeds)  # names none: the profile's
     chap = chapters.setup("02_classification", "smoke", seeds=[4, 5], device="auto", out_dir=tmp_path,
                           data_root=tmp_path / "data", reuse_runs=True)
     assert chap.seeds == [4, 5] and chap.out_dir == tmp_path and chap.torch_device in ("cpu", "cuda:0")

@@ -262,6 +262,8 @@ RULES: dict[str, Rule] = {
     "recipe.distill_alpha": probability(0.5),
     "recipe.amp": boolean(),
     "recipe.eval_every": integer(0, example=1),
+    "recipe.eval_points": integer(0, example=6),
+    "recipe.min_steps": integer(0, example=750),
     "recipe.eval_subset": integer(1, none="the whole test set", example=200),
     "recipe.num_workers": integer(0, example=0),
 }

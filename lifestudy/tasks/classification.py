@@ -25,6 +25,7 @@ from torch import nn
 from torchvision import transforms
 
 from lifestudy.errors import ConfigError
+from lifestudy.tasks import memory
 from lifestudy.tasks.base import Task, register_task
 from lifestudy.weights import unwrap
 
@@ -152,12 +153,14 @@ class Classification(Task):
 
     headline_metric = "top1"
     shard_eval = True  # torchmetrics metrics synchronise across processes
+    collate_fn = staticmethod(memory.collate)  # batches of the in-memory path pass through
 
     def __init__(self):
         self.mixup = None
         self.train_loss_fn: nn.Module | None = None
         self.teacher: nn.Module | None = None
         self.alpha = 0.5
+        self.pipeline = "pil"  # "memory" when build_datasets holds the data as tensors
 
     def build_model(self, cfg, spec) -> nn.Module:
         model = build_classifier(
@@ -171,24 +174,40 @@ class Classification(Task):
         return model
 
     def build_datasets(self, cfg, spec):
+        """``(train, test)``. Small in-memory datasets (digits, Fashion-MNIST, CIFAR) without
+        RandAugment are held as tensors and augmented a batch at a time
+        (:mod:`lifestudy.tasks.memory`); anything else goes through the PIL transforms."""
         from lifestudy.data import build_dataset
 
-        train_tf = classification_transforms(cfg.recipe, spec, cfg.img_size, train=True)
-        train_ds = build_dataset(
-            cfg.data, "train", root=cfg.root, transform=train_tf, subset_per_class=cfg.subset, seed=cfg.seed
-        )
+        train_raw = build_dataset(cfg.data, "train", root=cfg.root, subset_per_class=cfg.subset, seed=cfg.seed)
+        if memory.can_hold(train_raw, cfg.recipe, cfg.img_size, SMALL_IMAGE):
+            self.pipeline = "memory"
+            r = cfg.recipe
+            augment = memory.BatchAugment(spec.mean, spec.std, r["crop_padding"], r["hflip"], r["reprob"])
+            train_ds = memory.tensor_images(train_raw, _to_size(spec, cfg.img_size), spec, augment)
+        else:
+            self.pipeline = "pil"
+            getattr(train_raw, "dataset", train_raw).transform = classification_transforms(  # a subset's base
+                cfg.recipe, spec, cfg.img_size, train=True)
+            train_ds = train_raw
         return train_ds, self.build_eval_dataset(cfg, spec)
 
     def build_eval_dataset(self, cfg, spec):
+        """The test split (the recipe's fixed ``eval_subset`` of it), as tensors in memory
+        when it can be held (the same pixels as the PIL transforms give), else with them."""
         from lifestudy.data import build_dataset
 
-        eval_tf = classification_transforms(cfg.recipe, spec, cfg.img_size, train=False)
-        eval_ds = build_dataset(cfg.data, "test", root=cfg.root, transform=eval_tf)
+        eval_ds = build_dataset(cfg.data, "test", root=cfg.root)
+        in_memory = memory.can_hold(eval_ds, cfg.recipe, cfg.img_size, SMALL_IMAGE)
+        if not in_memory:
+            eval_ds.transform = classification_transforms(cfg.recipe, spec, cfg.img_size, train=False)
         n = cfg.recipe.get("eval_subset")
         if n and n < len(eval_ds):
             # A fixed, class-mixed slice of the test set (same for every run and seed).
             idx = torch.randperm(len(eval_ds), generator=torch.Generator().manual_seed(0))[:n]
             eval_ds = torch.utils.data.Subset(eval_ds, sorted(idx.tolist()))
+        if in_memory:
+            return memory.tensor_images(eval_ds, _to_size(spec, cfg.img_size), spec, None)
         return eval_ds
 
     def prepare(self, model, cfg, spec, device) -> None:
