@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from lifestudy.errors import ConfigError, UnsupportedModelError
+from lifestudy.life import patch_grid as embed_grid
 
 __all__ = [
     "create_backbone",
@@ -116,7 +117,10 @@ def patch_grid(model: nn.Module, H: int, W: int) -> tuple[int, int]:
             f"image size {H}x{W} is not divisible by the backbone's stride {sh}x{sw}; "
             f"resize or crop to a multiple of it (e.g. --img-size {H // sh * sh or sh} {W // sw * sw or sw})"
         )
-    return H // sh, W // sw
+    if _is_swin(model):
+        return H // sh, W // sw
+    gh, gw = embed_grid(model.patch_embed, (H, W))
+    return int(gh), int(gw)
 
 
 def feature_grid(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
