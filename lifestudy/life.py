@@ -29,6 +29,10 @@ ever changes their q/k/v.
 The patch grid ``(gh, gw)`` is never derived from ``sqrt(N)``: it is passed to ``forward``,
 set with :func:`set_grid_size`, or recorded on every LIFE of a model by the patch-embed hook
 that :func:`apply_life` installs (so rectangular inputs and timm's ``dynamic_img_size`` work).
+The hook computes the grid from the image's shape with integer arithmetic only
+(:func:`patch_grid`), so it also runs inside ``torch.fx`` / ``torch.export`` / ``torch.compile``
+traces, where the grid becomes a value of the traced graph (right for every input size), and it
+compiles under ``torch.jit.script`` (see :func:`_record_grid`).
 
 Where we differ from the official code (and why):
 
@@ -46,19 +50,19 @@ Where we differ from the official code (and why):
   function computed is the same.
 """
 
-from __future__ import annotations
-
-import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lifestudy.errors import ConfigError, UnsupportedModelError
 
-__all__ = ["LIFE", "DepthwiseConv2d", "apply_life", "set_grid_size", "split_channels", "life_modules"]
+__all__ = [
+    "LIFE", "DepthwiseConv2d", "apply_life", "set_grid_size", "patch_grid", "split_channels", "life_modules",
+]
 
 
 def split_channels(dim: int, num_scales: int = 3) -> tuple[int, ...]:
@@ -124,8 +128,9 @@ class DepthwiseConv2d(nn.Conv2d):
     The same module, parameters and function; only on CPU, when a gradient is needed for a kernel
     wider than 3, the backward pass goes around a slow oneDNN path (see ``_DepthwiseConvCPU``;
     ``benchmarks/life_layout.py`` measures it). ``torch.compile`` traces that backward too (without a
-    graph break); ``torch.jit`` tracing and scripting (fvcore's MAC counts), and every other device,
-    take ``nn.Conv2d.forward`` as it is.
+    graph break); ``torch.jit`` tracing and scripting (fvcore's MAC counts), ``torch.fx`` tracing,
+    and every other device, take ``nn.Conv2d``'s own conv. timm's FX feature extraction keeps it a
+    leaf module (``register_notrace_module``), so its graphs run this forward as it is.
     """
 
     def __init__(self, channels: int, kernel_size: int) -> None:
@@ -136,17 +141,21 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            self.kernel_size[1] > 3
-            and x.device.type == "cpu"
-            and x.dtype == self.weight.dtype
-            and torch.is_grad_enabled()
-            and (x.requires_grad or self.weight.requires_grad)
-            and not torch.jit.is_tracing()
-            and not torch.jit.is_scripting()
-        ):
-            return _DepthwiseConvCPU.apply(x, self.weight, self.padding)
-        return super().forward(x)
+        if not torch.jit.is_scripting():  # TorchScript compiles only the plain conv below
+            if (
+                not isinstance(x, torch.fx.Proxy)  # torch.fx traces the plain conv
+                and self.kernel_size[1] > 3
+                and x.device.type == "cpu"
+                and x.dtype == self.weight.dtype
+                and torch.is_grad_enabled()
+                and (x.requires_grad or self.weight.requires_grad)
+                and not torch.jit.is_tracing()
+            ):
+                return _DepthwiseConvCPU.apply(x, self.weight, self.padding)
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+register_notrace_module(DepthwiseConv2d)
 
 
 class LIFE(nn.Module):
@@ -162,6 +171,10 @@ class LIFE(nn.Module):
             ``norm`` option); off by default, as in the paper.
         grid_size: a fixed patch grid ``(gh, gw)``; usually left None and set per call.
     """
+
+    # attribute types for TorchScript
+    grid_size: tuple[int, int] | None
+    _grid_cell: torch.Tensor | None
 
     def __init__(
         self,
@@ -184,7 +197,8 @@ class LIFE(nn.Module):
         self.num_prefix_tokens = int(num_prefix_tokens)
         self.kernel_sizes = kernel_sizes
         self.scale_dims = split_channels(dim, len(kernel_sizes) + 1)
-        self.grid_size = tuple(grid_size) if grid_size is not None else None
+        self.grid_size = (int(grid_size[0]), int(grid_size[1])) if grid_size is not None else None
+        self._grid_cell = None  # the grid under TorchScript, shared with a patch embedding (apply_life)
         widths = [3 * c for c in self.scale_dims]  # each scale emits [q_s | k_s | v_s]
         self.proj = nn.Linear(dim, widths[0], bias=bias)
         self.dw = nn.ModuleList(DepthwiseConv2d(c_in, k) for c_in, k in zip(widths[:-1], kernel_sizes))
@@ -217,18 +231,41 @@ class LIFE(nn.Module):
         )
 
     def _grid(self, N: int, grid_size: tuple[int, int] | None) -> tuple[int, int]:
-        grid = grid_size if grid_size is not None else self.grid_size
+        """The patch grid of this call: ``grid_size`` if given, else the grid recorded for this
+        input by the model's patch embedding (:func:`apply_life`) or set with :func:`set_grid_size`.
+
+        Under ``torch.fx`` / ``torch.export`` the recorded grid may be a value of the graph being
+        traced (a dynamic input size); it is used once and forgotten, so it cannot outlive its
+        trace. Under ``torch.jit.script`` the patch embedding's hook writes the grid into a small
+        tensor this module shares (``_grid_cell``), since a scripted hook cannot reach other modules.
+        """
+        grid = grid_size
+        if grid is None:
+            if torch.jit.is_scripting():
+                cell = self._grid_cell
+                if cell is not None and int(cell[0]) > 0:
+                    grid = (int(cell[0]), int(cell[1]))
+            if grid is None:
+                grid = self.grid_size
+                if not torch.jit.is_scripting():
+                    if grid is not None and not isinstance(grid[0], int):
+                        self.grid_size = None  # a traced graph's value: good for this trace only
         if grid is None:
             raise ConfigError(
                 f"LIFE does not know the patch grid of its {N} tokens: convert the model with "
                 "lifestudy.apply_life (it records the grid on every call), call "
                 "lifestudy.life.set_grid_size(module, (gh, gw)), or pass grid_size=(gh, gw)"
             )
-        gh, gw = int(grid[0]), int(grid[1])
-        if gh * gw + self.num_prefix_tokens != N:
+        gh, gw = grid[0], grid[1]
+        P = self.num_prefix_tokens
+        if not torch.jit.is_scripting():
+            if isinstance(N, torch.fx.Proxy):  # symbolic tracing: the check becomes part of the graph
+                torch._assert(gh * gw + P == N, "LIFE: the patch grid and the number of tokens disagree")
+                return gh, gw
+        if gh * gw + P != N:
             raise ConfigError(
-                f"LIFE got {N} tokens but grid {gh}x{gw} plus {self.num_prefix_tokens} prefix "
-                f"tokens makes {gh * gw + self.num_prefix_tokens}: set the grid of this input "
+                f"LIFE got {N} tokens but grid {gh}x{gw} plus {P} prefix "
+                f"tokens makes {gh * gw + P}: set the grid of this input "
                 "with set_grid_size(module, (gh, gw)) or pass grid_size"
             )
         return gh, gw
@@ -243,7 +280,7 @@ class LIFE(nn.Module):
         B, N, C = x.shape
         gh, gw = self._grid(N, grid_size)
         P = self.num_prefix_tokens
-        prefix, patches = x.split([P, N - P], dim=1) if P else (None, x)
+        prefix, patches = x[:, :P], x[:, P:]
         # Patch stream: each scale's output is a contiguous (B, gh*gw, C') tensor, which *is*
         # a channels-last (B, C', gh, gw) image: the depthwise convs read and write it
         # without a copy, and the pointwise convs are plain matmuls over the tokens.
@@ -258,8 +295,8 @@ class LIFE(nn.Module):
         if P:  # prefix stream: the pointwise path of every scale, nothing spatial
             a = self.proj(prefix)
             scales = [a]
-            for pw in self.pw:
-                a = pw(a)
+            for pointwise in self.pw:  # (TorchScript: a module loop variable takes a fresh name)
+                a = pointwise(a)
                 scales.append(a)
             qkv = torch.cat([torch.cat([s.view(B, P, 3, -1) for s in scales], dim=-1), qkv], dim=1)
         return self.norm(qkv).view(B, N, 3 * C)
@@ -283,37 +320,65 @@ def set_grid_size(module: nn.Module, grid_size: tuple[int, int]) -> nn.Module:
     return module
 
 
-def _patch_grid(patch_embed: nn.Module, image: torch.Tensor, tokens: torch.Tensor) -> tuple[int, int]:
-    """The patch grid a patch embedding made of ``image``."""
-    if tokens.ndim == 4:  # timm dynamic_img_size: NHWC output (NCHW if output_fmt says so)
-        fmt = str(getattr(patch_embed, "output_fmt", "NHWC"))
-        return tuple(tokens.shape[2:4]) if fmt.endswith("NCHW") else tuple(tokens.shape[1:3])
-    H, W = image.shape[-2:]
-    if hasattr(patch_embed, "dynamic_feat_size"):
-        return tuple(patch_embed.dynamic_feat_size((H, W)))
-    if hasattr(patch_embed, "patch_size"):
+def patch_grid(patch_embed: nn.Module, img_size: tuple[int, int]) -> tuple[int, int]:
+    """The patch grid ``(gh, gw)`` that a ViT's ``patch_embed`` makes of an ``H x W`` image.
+
+    timm's ``dynamic_img_pad`` (a partial patch is padded) and an embedding's own
+    ``dynamic_feat_size`` (timm's ``PatchEmbed``, a T2T embedding) are followed. Integer
+    arithmetic on ``H`` and ``W`` only, so the sizes may be symbolic (``torch.fx``,
+    ``torch.export``, ``torch.compile``) and the grid is then a value of the traced graph.
+    """
+    H, W = img_size
+    if getattr(patch_embed, "dynamic_img_pad", False):
         ph, pw = patch_embed.patch_size
-        if getattr(patch_embed, "dynamic_img_pad", False):
-            return math.ceil(H / ph), math.ceil(W / pw)
+        return (H + ph - 1) // ph, (W + pw - 1) // pw
+    if hasattr(patch_embed, "dynamic_feat_size"):
+        gh, gw = patch_embed.dynamic_feat_size((H, W))
+        return gh, gw
+    if hasattr(patch_embed, "patch_size"):
+        p = patch_embed.patch_size
+        ph, pw = p if isinstance(p, (tuple, list)) else (p, p)
         return H // ph, W // pw
-    return tuple(patch_embed.grid_size)
+    gh, gw = patch_embed.grid_size
+    return gh, gw
 
 
-def _record_grid(patch_embed: nn.Module, inputs: tuple, output) -> None:
+def _input_grid(patch_embed: nn.Module, image: torch.Tensor) -> tuple[int, int]:
+    """The grid of this input: the configured one when the embedding takes only its own
+    ``img_size`` (a constant, also in traced graphs), else :func:`patch_grid` of the image."""
+    if getattr(patch_embed, "strict_img_size", False) and getattr(patch_embed, "grid_size", None) is not None:
+        gh, gw = patch_embed.grid_size
+        return int(gh), int(gw)
+    return patch_grid(patch_embed, image.shape[-2:])
+
+
+def _record_grid(patch_embed: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
     """Forward hook on a ViT's patch embedding: tell every LIFE of the model its grid.
 
     The LIFE modules are listed on the patch embedding as a plain list, so ``copy.deepcopy``
-    of the model (EMA, teachers) keeps the copy's hook pointing at the copy's modules.
+    of the model (EMA, teachers) keeps the copy's hook pointing at the copy's modules. Inside a
+    ``torch.fx`` / ``torch.export`` / ``torch.compile`` trace this runs as part of the traced
+    forward, so the grid is computed from each input's shape. TorchScript compiles the first
+    branch instead: a scripted hook reaches only its own module, so it writes the grid into the
+    (2,) tensor it shares with the model's LIFE modules.
     """
-    tokens = output[0] if isinstance(output, (tuple, list)) else output
-    grid = _patch_grid(patch_embed, inputs[0], tokens)
-    for m in patch_embed._life_modules:
-        m.grid_size = grid
+    if torch.jit.is_scripting():
+        image = inputs[0]
+        gh, gw = patch_embed.dynamic_feat_size((image.shape[-2], image.shape[-1]))
+        cell = patch_embed._life_grid_cell
+        cell[0] = gh
+        cell[1] = gw
+    else:
+        grid = _input_grid(patch_embed, inputs[0])
+        for m in patch_embed._life_modules:
+            m.grid_size = grid
 
 
-def _record_window(attn: nn.Module, args: tuple) -> None:
-    """Forward pre-hook on a Swin window attention: its LIFE's grid is the window."""
-    attn.qkv.grid_size = tuple(attn.window_size)
+def _record_window(block: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+    """Forward pre-hook on a Swin block: its LIFE's grid is the attention window (which timm's
+    ``set_input_size`` may change)."""
+    attn = block.attn
+    attn.qkv.grid_size = (attn.window_size[0], attn.window_size[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,8 +435,14 @@ def _apply_vit(model: nn.Module, **life_kwargs) -> nn.Module:
             )
         attn.qkv = _life_like(qkv, qkv.in_features, qkv.bias is not None, **kw)
     lifes = life_modules(model.blocks)
-    model.patch_embed._life_modules = lifes  # a plain list: not registered, not in state_dict
-    model.patch_embed.register_forward_hook(_record_grid)
+    patch_embed = model.patch_embed
+    patch_embed._life_modules = lifes  # a plain list: not registered, not in state_dict
+    patch_embed._life_grid_cell = cell = torch.zeros(2, dtype=torch.long)  # the grid under TorchScript
+    fixed = getattr(patch_embed, "grid_size", None)
+    for m in lifes:
+        m._grid_cell = cell
+        m.grid_size = (int(fixed[0]), int(fixed[1])) if fixed is not None else None
+    patch_embed.register_forward_hook(_record_grid)
     return model
 
 
@@ -415,7 +486,7 @@ def _apply_swinv2(model: nn.Module, **life_kwargs) -> nn.Module:
             if "k_bias" in attn._buffers:
                 del attn._buffers["k_bias"]
             attn.k_bias = None
-            attn.register_forward_pre_hook(_record_window)
+            block.register_forward_pre_hook(_record_window)
     return model
 
 

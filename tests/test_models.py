@@ -112,3 +112,30 @@ def test_paper_size_twins_build_and_run(name, size):
     assert isinstance(life_modules(model)[0], LIFE)
     with torch.no_grad():
         assert model(torch.randn(1, 3, size, size)).shape == (1, 10)
+
+
+def test_t2t_position_table_is_a_fixed_buffer():
+    from lifestudy.models.t2t_vit import sinusoid_pos_embed
+
+    model = timm.create_model("t2t_vit_12_life", num_classes=3, img_size=64, depth=1)
+    assert "pos_embed" in dict(model.named_buffers()) and "pos_embed" not in dict(model.named_parameters())
+    assert "pos_embed" in model.state_dict()  # checkpoints keep the key they had
+    torch.testing.assert_close(model.pos_embed, sinusoid_pos_embed(1 + 16, 256))
+
+
+@pytest.mark.parametrize("name,size", [("deit_tiny_patch4_64_life", 64), ("deit_tiny_patch4_32_life", 32),
+                                       ("t2t_vit_12_life", 224), ("swinv2_tiny_window8_256_life", 256)])
+def test_cfg_input_size_is_what_the_model_takes(name, size):
+    cfg = timm.models.get_pretrained_cfg(name)
+    assert cfg.input_size == cfg.test_input_size == (3, size, size)
+    model = timm.create_model(name, **({"depths": (1, 1, 1, 1)} if name.startswith("swin") else {"depth": 1}))
+    assert model.patch_embed.img_size == (size, size)
+
+
+def test_features_only_twin_keeps_life_and_the_baselines_features():
+    feats = timm.create_model("deit_test_patch4_32_life", features_only=True, out_indices=(0, 1)).eval()
+    base = timm.create_model("deit_test_patch4_32", features_only=True, out_indices=(0, 1)).eval()
+    assert feats.feature_info.channels() == base.feature_info.channels() == [48, 48]
+    assert len(life_modules(feats)) == 2
+    outs = feats(torch.randn(1, 3, 32, 32))
+    assert [o.shape for o in outs] == [(1, 48, 8, 8)] * 2

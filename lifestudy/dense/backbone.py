@@ -27,6 +27,7 @@ from torch import nn
 
 import lifestudy.models  # noqa: F401  (registers the study's timm models)
 from lifestudy.errors import ConfigError, UnsupportedModelError
+from lifestudy.life import patch_grid as embed_grid
 from lifestudy.weights import checkpoint_path, read_weights
 
 __all__ = [
@@ -113,7 +114,10 @@ def patch_grid(model: nn.Module, H: int, W: int) -> tuple[int, int]:
             f"image size {H}x{W} is not divisible by the backbone's stride {sh}x{sw}; "
             f"resize or crop to a multiple of it (e.g. --img-size {H // sh * sh or sh} {W // sw * sw or sw})"
         )
-    return H // sh, W // sw
+    if _is_swin(model):
+        return H // sh, W // sw
+    gh, gw = embed_grid(model.patch_embed, (H, W))
+    return int(gh), int(gw)
 
 
 def feature_grid(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,11 @@ ICCV 2021; architecture as in github.com/yitu-opensource/T2T-ViT (``models/t2t_v
 blocks (256 wide, 4 heads, MLP ratio 2, no qkv bias) with a class token and a fixed
 sinusoidal position embedding.
 
-Here the backbone *is* timm's ``VisionTransformer`` with :class:`T2TEmbed` passed in as its
-``embed_layer``, so timm's ``Attention`` blocks, heads, ``forward_features`` /
-``forward_head`` and :func:`lifestudy.apply_life` all work as for DeiT. The grid of a
-224x224 input is 14x14 (an overall stride of 16).
+Here the backbone *is* timm's ``VisionTransformer`` (:class:`T2TViT` only passes
+:class:`T2TEmbed` in as its ``embed_layer`` and keeps the sinusoid table as a buffer), so timm's
+``Attention`` blocks, heads, ``forward_features`` / ``forward_head`` / ``forward_intermediates``,
+``features_only`` and :func:`lifestudy.apply_life` all work as for DeiT. The grid of a 224x224
+input is 14x14 (an overall stride of 16).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from lifestudy.errors import ConfigError
-from lifestudy.models.vit import _create_life
+from lifestudy.models.vit import _create_life, life_cfg
 
-__all__ = ["T2TEmbed", "TokenPerformer", "sinusoid_pos_embed"]
+__all__ = ["T2TEmbed", "T2TViT", "TokenPerformer", "sinusoid_pos_embed"]
 
 
 def sinusoid_pos_embed(num_tokens: int, dim: int) -> torch.Tensor:
@@ -75,7 +76,8 @@ class TokenPerformer(nn.Module):
         return torch.exp(wtx - xd) / math.sqrt(self.m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, q, v = self.kqv(self.norm1(x)).split(self.emb, dim=-1)
+        kqv = self.kqv(self.norm1(x))
+        k, q, v = kqv[..., :self.emb], kqv[..., self.emb:2 * self.emb], kqv[..., 2 * self.emb:]
         kp, qp = self._features(k), self._features(q)  # (B, T, m)
         D = torch.einsum("bti,bi->bt", qp, kp.sum(dim=1)).unsqueeze(-1)  # (B, T, 1)
         kptv = torch.einsum("bin,bim->bnm", v.float(), kp)  # (B, emb, m)
@@ -96,7 +98,9 @@ class T2TEmbed(nn.Module):
         output_fmt: "NHWC" for timm's ``dynamic_img_size`` (tokens as a grid), else flat tokens.
     """
 
-    _splits = ((7, 4, 2), (3, 2, 1), (3, 2, 1))  # (kernel, stride, padding) of the soft splits
+    # (kernel, stride, padding) of the three soft splits (a constant for TorchScript)
+    __constants__ = ["_splits"]
+    _splits = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
 
     def __init__(
         self,
@@ -127,66 +131,95 @@ class T2TEmbed(nn.Module):
         self.grid_size = self.dynamic_feat_size(self.img_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
 
-    def feat_ratio(self, as_scalar: bool = True):
+    def feat_ratio(self, as_scalar: bool = True) -> int | tuple[int, int]:
         return 16 if as_scalar else (16, 16)
 
     def dynamic_feat_size(self, img_size: tuple[int, int]) -> tuple[int, int]:
-        """The token grid the three soft splits make of an ``img_size`` input."""
-        h, w = img_size
-        for k, s, p in self._splits:
-            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        """The token grid the three soft splits make of an ``img_size`` input (integer
+        arithmetic: the sizes may be symbolic inside a traced graph)."""
+        h, w = img_size[0], img_size[1]
+        for split in self._splits:
+            h, w = _unfolded(h, split), _unfolded(w, split)
         return h, w
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, _, H, W = x.shape
-        if self.strict_img_size and (H, W) != self.img_size:
+    def _check_size(self, H: int, W: int) -> None:
+        if not self.strict_img_size:
+            return
+        if not torch.jit.is_scripting():
+            if isinstance(H, torch.fx.Proxy):  # symbolic tracing: the check becomes part of the graph
+                torch._assert(H == self.img_size[0], "T2T-ViT: input height does not match img_size")
+                torch._assert(W == self.img_size[1], "T2T-ViT: input width does not match img_size")
+                return
+        if H != self.img_size[0] or W != self.img_size[1]:
             raise ConfigError(
                 f"T2T-ViT built for {self.img_size}, got {H}x{W}: pass img_size, or dynamic_img_size=True"
             )
-        h, w = H, W
-        for i, (split, (k, s, p)) in enumerate(zip(self.soft_split, self._splits)):
-            x = split(x).transpose(1, 2)  # (B, tokens, C * k * k)
-            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-            if i < 2:
-                x = (self.attention1, self.attention2)[i](x)
-                x = x.transpose(1, 2).reshape(B, -1, h, w)
-        x = self.project(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        self._check_size(H, W)
+        split1, split2, split3 = self._splits
+        # soft split to (B, tokens, C * k * k), a Performer layer, back to an image; twice; project
+        x = self.attention1(self.soft_split[0](x).transpose(1, 2))
+        h, w = _unfolded(H, split1), _unfolded(W, split1)
+        x = x.transpose(1, 2).reshape(B, -1, h, w)
+        x = self.attention2(self.soft_split[1](x).transpose(1, 2))
+        h, w = _unfolded(h, split2), _unfolded(w, split2)
+        x = x.transpose(1, 2).reshape(B, -1, h, w)
+        x = self.project(self.soft_split[2](x).transpose(1, 2))
+        h, w = _unfolded(h, split3), _unfolded(w, split3)
         if self.output_fmt == "NHWC":
             return x.reshape(B, h, w, -1)
         return x
 
 
+def _unfolded(size: int, split: tuple[int, int, int]) -> int:
+    """Positions an unfold of (kernel, stride, padding) ``split`` takes along a ``size`` axis."""
+    k, s, p = split
+    return (size + 2 * p - k) // s + 1
+
+
+class T2TViT(VisionTransformer):
+    """T2T-ViT: timm's ``VisionTransformer`` with the tokens-to-token embedding and T2T-ViT's
+    fixed sine/cosine position table, a buffer (it is not learned; ``pos_embed`` in the state dict
+    as before). Takes ``VisionTransformer``'s arguments and ``token_dim``."""
+
+    def __init__(self, token_dim: int = 64, **kwargs: Any) -> None:
+        super().__init__(embed_layer=partial(T2TEmbed, token_dim=token_dim), **kwargs)
+        if self.pos_embed is not None:
+            table = sinusoid_pos_embed(self.pos_embed.shape[1], self.pos_embed.shape[2]).to(self.pos_embed)
+            del self.pos_embed
+            self.register_buffer("pos_embed", table)
+
+
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
-        "url": "", "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": None,
-        "crop_pct": 0.9, "interpolation": "bicubic", "fixed_input_size": True,
+        "url": "", "num_classes": 1000, "input_size": (3, 224, 224), "test_input_size": (3, 224, 224),
+        "pool_size": None, "crop_pct": 0.9, "interpolation": "bicubic", "fixed_input_size": True,
         "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "patch_embed.project", "classifier": "head", **kwargs,
+        "first_conv": "patch_embed.attention1.kqv", "classifier": "head",
+        "license": "mit", "paper_ids": "arXiv:2101.11986",
+        "paper_name": "Tokens-to-Token ViT: Training Vision Transformers from Scratch on ImageNet",
+        **kwargs,
     }
 
 
-default_cfgs = generate_default_cfgs({"t2t_vit_12": _cfg(), "t2t_vit_12_life": _cfg()})
+_T2T_CFG = _cfg()
+default_cfgs = generate_default_cfgs({"t2t_vit_12": _T2T_CFG, "t2t_vit_12_life": life_cfg(_T2T_CFG)})
 
 
-def _create_t2t_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+def _create_t2t_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> T2TViT:
     if pretrained:
         raise ConfigError(f"{variant}: no pretrained weights are provided; use pretrained=False")
-    token_dim = kwargs.pop("token_dim", 64)
-    model = build_model_with_cfg(
-        VisionTransformer, variant, pretrained=False,
-        embed_layer=partial(T2TEmbed, token_dim=token_dim),
+    return build_model_with_cfg(
+        T2TViT, variant, pretrained=False,
         feature_cfg=dict(out_indices=kwargs.pop("out_indices", 3), feature_cls="getter"),
         **kwargs,
     )
-    # T2T-ViT's position embedding is the fixed sinusoid table, not a learned one.
-    with torch.no_grad():
-        model.pos_embed.copy_(sinusoid_pos_embed(model.pos_embed.shape[1], model.pos_embed.shape[2]))
-    model.pos_embed.requires_grad_(False)
-    return model
 
 
 @register_model
-def t2t_vit_12(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def t2t_vit_12(pretrained: bool = False, **kwargs) -> T2TViT:
     """T2T-ViT-12 (Performer tokens-to-token; 256 wide, 12 deep, 4 heads, MLP ratio 2)."""
     model_args = dict(
         patch_size=16, embed_dim=256, depth=12, num_heads=4, mlp_ratio=2.0, qkv_bias=False,
@@ -196,6 +229,6 @@ def t2t_vit_12(pretrained: bool = False, **kwargs) -> VisionTransformer:
 
 
 @register_model
-def t2t_vit_12_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def t2t_vit_12_life(pretrained: bool = False, **kwargs) -> T2TViT:
     """T2T-ViT-12 with LIFE in its 12 ViT blocks (the T2T embedding is unchanged)."""
     return _create_life("t2t_vit_12_life", t2t_vit_12, pretrained, **kwargs)

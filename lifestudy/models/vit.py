@@ -8,8 +8,13 @@ Every model here is a plain timm model: the small-image variants are timm's
 ``VisionTransformer`` / ``VisionTransformerDistilled`` built with other sizes, and each
 ``<base>_life`` twin is ``<base>`` converted by :func:`lifestudy.life.apply_life` (timm's
 ``Attention`` kept, only ``attn.qkv`` replaced). All take timm's keyword arguments
-(``num_classes``, ``img_size``, ``in_chans``, ``dynamic_img_size``, ``drop_path_rate``, ...);
-a twin also takes ``life_kwargs=dict(kernel_sizes=..., qkv_norm=...)``.
+(``num_classes``, ``img_size``, ``in_chans``, ``dynamic_img_size``, ``drop_path_rate``,
+``features_only`` / ``out_indices``, ...); a twin also takes
+``life_kwargs=dict(kernel_sizes=..., qkv_norm=...)``. A twin is built as timm builds its own
+models (``build_model_with_cfg``): LIFE goes in first, then timm's feature wrapper, and its
+pretrained cfg is its baseline's (input sizes, statistics, first conv, classifier, license) with
+LIFE's paper added. ``tests/test_timm_contracts.py`` holds every registered twin to timm's model
+contracts (TorchScript, ``torch.fx``, ``torch.export``, ``torch.compile`` included).
 
 Small-image variants (patch 4): ``deit_tiny_patch4_32`` / ``_64`` (DeiT-T: 192 wide, 12
 deep, 3 heads), ``deit_small_patch4_32`` (DeiT-S: 384, 12, 6), ``deit_micro_patch4_32``
@@ -33,12 +38,42 @@ from lifestudy.life import apply_life
 __all__: list[str] = []  # filled by @register_model
 
 
+#: papers the cfgs cite (timm's ``paper_ids``)
+LIFE_PAPER = "arXiv:2305.08551"
+_DEIT_PAPER = "arXiv:2012.12877"
+_SWINV2_PAPER = "arXiv:2111.09883"
+
+
 def _cfg(input_size: int, **kwargs: Any) -> dict[str, Any]:
+    """A small-image model's cfg: the input size it takes (also its test size), timm's default
+    ImageNet statistics (a dataset's own come from :mod:`lifestudy.data`), no weights."""
+    size = (3, input_size, input_size)
     return {
-        "url": "", "num_classes": 1000, "input_size": (3, input_size, input_size), "pool_size": None,
+        "url": "", "num_classes": 1000, "input_size": size, "test_input_size": size, "pool_size": None,
         "crop_pct": 1.0, "interpolation": "bicubic", "fixed_input_size": True,
         "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "patch_embed.proj", "classifier": "head", **kwargs,
+        "first_conv": "patch_embed.proj", "classifier": "head",
+        "license": "mit", "paper_ids": _DEIT_PAPER,
+        "paper_name": "Training data-efficient image transformers & distillation through attention",
+        **kwargs,
+    }
+
+
+#: cfg entries that locate weights (or name one tag of them): not carried over to a LIFE twin
+_WEIGHT_KEYS = ("url", "hf_hub_id", "hf_hub_filename", "file", "state_dict", "architecture", "tag", "custom_load")
+
+
+def life_cfg(base_cfg: dict[str, Any]) -> dict[str, Any]:
+    """A LIFE twin's cfg: its baseline's (input sizes, statistics, first conv, classifier, license),
+    with LIFE's paper added and no weight location (LIFE has no pretrained weights)."""
+    cfg = {k: v for k, v in base_cfg.items() if k not in _WEIGHT_KEYS}
+    papers = cfg.get("paper_ids") or ()
+    papers = (papers,) if isinstance(papers, str) else tuple(papers)
+    cfg.setdefault("test_input_size", cfg["input_size"])
+    return {
+        **cfg, "url": "", "paper_ids": (LIFE_PAPER, *papers),
+        "paper_name": "Enhancing Performance of Vision Transformers on Small Datasets through Local "
+                      "Inductive Bias Incorporation",
     }
 
 
@@ -47,12 +82,28 @@ _SMALL = [
     "deit_micro_patch4_32", "deit_micro_distilled_patch4_32", "deit_test_patch4_32",
     "deit_test_distilled_patch4_32",
 ]
-default_cfgs = generate_default_cfgs({
+_SMALL_CFGS = {
     name: _cfg(
         64 if name.endswith("_64") else 32,
         **({"classifier": ("head", "head_dist")} if "distilled" in name else {}),
     )
-    for base in _SMALL for name in (base, f"{base}_life")
+    for name in _SMALL
+}
+#: timm's own models with a LIFE twin here
+_TIMM_BASES = {
+    "deit_tiny_patch16_224": _DEIT_PAPER, "deit_small_patch16_224": _DEIT_PAPER,
+    "deit_tiny_distilled_patch16_224": _DEIT_PAPER, "swinv2_tiny_window8_256": _SWINV2_PAPER,
+}
+
+
+def _timm_cfg(name: str, paper: str) -> dict[str, Any]:
+    return {**timm.models.get_pretrained_cfg(name).to_dict(), "paper_ids": paper}
+
+
+default_cfgs = generate_default_cfgs({
+    **_SMALL_CFGS,
+    **{f"{name}_life": life_cfg(cfg) for name, cfg in _SMALL_CFGS.items()},
+    **{f"{name}_life": life_cfg(_timm_cfg(name, paper)) for name, paper in _TIMM_BASES.items()},
 })
 
 
@@ -74,17 +125,28 @@ def _create_deit(variant: str, pretrained: bool = False, distilled: bool = False
     )
 
 
-def _create_life(variant: str, base: Any, pretrained: bool = False, life_kwargs: dict | None = None, **kwargs: Any):
-    """``base`` (a timm model name, or a builder) converted to LIFE.
+def _create_life(
+    variant: str, base: Any, pretrained: bool = False, life_kwargs: dict | None = None,
+    feature_cfg: dict | None = None, **kwargs: Any,
+):
+    """``base`` (a timm model name, or a builder) converted to LIFE, built as timm builds its own
+    models: the twin's cfg, and ``features_only=True`` / ``out_indices`` wrapping the converted
+    model (timm's ``FeatureGetterNet`` for ViTs; pass ``feature_cfg`` for another family).
 
     With ``pretrained=True`` the base model's weights are loaded and LIFE is initialised
     fresh (LIFE has no pretrained weights of its own).
     """
-    model = timm.create_model(base, pretrained=pretrained, **kwargs) if isinstance(base, str) else base(**kwargs)
-    apply_life(model, **(life_kwargs or {}))
-    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    model.pretrained_cfg = model.default_cfg = {**cfg, "architecture": variant, "tag": None}
-    return model
+    feature_cfg = dict(feature_cfg or dict(out_indices=3, feature_cls="getter"))
+    feature_cfg["out_indices"] = kwargs.pop("out_indices", feature_cfg["out_indices"])
+
+    def build(**model_kwargs: Any):
+        if isinstance(base, str):
+            model = timm.create_model(base, pretrained=pretrained, **model_kwargs)
+        else:
+            model = base(pretrained=pretrained, **model_kwargs)
+        return apply_life(model, **(life_kwargs or {}))
+
+    return build_model_with_cfg(build, variant, pretrained=False, feature_cfg=feature_cfg, **kwargs)
 
 
 def _small(name: str, dims: dict[str, int], distilled: bool, pretrained: bool, kwargs: dict):
@@ -216,4 +278,8 @@ def deit_tiny_distilled_patch16_224_life(pretrained: bool = False, **kwargs) -> 
 @register_model
 def swinv2_tiny_window8_256_life(pretrained: bool = False, **kwargs):
     """SwinV2-T with LIFE inside each 8x8 window (paper: 27.88 M params, 6.01 GMACs)."""
-    return _create_life("swinv2_tiny_window8_256_life", "swinv2_tiny_window8_256", pretrained, **kwargs)
+    depths = kwargs.get("depths", (2, 2, 6, 2))
+    features = dict(flatten_sequential=True, out_indices=tuple(range(len(depths))))  # as timm's SwinV2
+    return _create_life(
+        "swinv2_tiny_window8_256_life", "swinv2_tiny_window8_256", pretrained, feature_cfg=features, **kwargs
+    )

@@ -33,6 +33,7 @@ from torch import nn
 
 from lifestudy.dense.backbone import is_swin
 from lifestudy.errors import ConfigError, UnsupportedModelError
+from lifestudy.life import patch_grid as embed_grid
 
 __all__ = [
     "vision_backbone",
@@ -103,15 +104,8 @@ def has_class_token(model: nn.Module) -> bool:
 def patch_grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
     """The patch grid ``(gh, gw)`` the backbone uses for ``images``, read from its
     ``patch_embed`` (dynamic image sizes and padding included), never guessed from sqrt(N)."""
-    pe = vision_backbone(model).patch_embed
     H, W = images.shape[-2:]
-    if hasattr(pe, "dynamic_feat_size"):
-        gh, gw = pe.dynamic_feat_size((H, W))
-    elif hasattr(pe, "patch_size"):
-        ph, pw = pe.patch_size if isinstance(pe.patch_size, (tuple, list)) else (pe.patch_size,) * 2
-        gh, gw = H // ph, W // pw
-    else:
-        gh, gw = pe.grid_size
+    gh, gw = embed_grid(vision_backbone(model).patch_embed, (H, W))
     return int(gh), int(gw)
 
 
