@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifestudy.errors import ConfigError
-from lifestudy.models.locality import GridState, NotApplicable, attach_grid, prefix_and_patches
+from lifestudy.models.locality import GridState, NotApplicable, attach_grid
 from lifestudy.records import provenance
 
 __all__ = ["Method", "METHODS", "HOSTS", "compatibility", "compatibility_record", "costs", "costs_record",
