@@ -13,6 +13,7 @@ the target, so a reader never sees half a record, even if the writer is killed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -35,6 +36,9 @@ __all__ = [
     "display_path",
     "find_records",
     "load_records",
+    "config_hash",
+    "HASH_FREE",
+    "find_run",
 ]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -183,3 +187,38 @@ def load_records(roots: str | os.PathLike | Iterable[str | os.PathLike], name: s
             row["path"] = str(path)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: Config fields that may differ between two runs without changing their result (where the
+#: run lies, how it is shown, how it is executed): left out of :func:`config_hash`.
+HASH_FREE = frozenset({"out", "root", "quiet", "resume", "stop_after_epochs", "device", "num_workers",
+                       "compile"})
+
+
+def config_hash(config: dict[str, Any], free: Iterable[str] = HASH_FREE) -> str:
+    """A short hash (16 hex digits of SHA-256) of a run's resolved config, without the
+    fields in ``free``: two runs with the same hash were asked for exactly the same thing.
+
+    The config is written as canonical JSON (sorted keys, tuples as lists), so the hash does
+    not depend on the order fields were given in, nor on the Python session."""
+    free = set(free)
+    kept = {k: v for k, v in config.items() if k not in free}
+    text = json.dumps(_jsonable(kept), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def find_run(roots: str | os.PathLike | Iterable[str | os.PathLike], digest: str,
+             name: str = "record.json") -> Path | None:
+    """The first finished run record under ``roots`` whose ``config_hash`` is ``digest``
+    (None when there is none). Interrupted runs have no record and are never found."""
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    for root in roots:
+        for path in find_records(root, name):
+            try:
+                rec = read_json(path)
+            except (OSError, ValueError):
+                continue
+            if isinstance(rec, dict) and rec.get("config_hash") == digest:
+                return path
+    return None

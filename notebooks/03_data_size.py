@@ -14,14 +14,15 @@
 # # 3. How much data?
 #
 # **What you will do.** Train the baseline and its LIFE twin on growing subsets of one
-# dataset (a fixed number of training images per class), several seeds each, and plot
-# accuracy against the number of images.
+# dataset (a fixed number of training images per class), three seeds each, check that
+# every schedule has converged, and plot accuracy and LIFE's paired gain (with its 95 %
+# interval) against the number of images.
 #
 # **What you will learn.** Where LIFE's gain is largest and where it shrinks: an
 # inductive bias should matter most when data is scarcest.
 #
-# **What you need.** In the `cpu` profile: Fashion-MNIST (`make data`), about 7 minutes
-# on 2 CPU cores. In the `paper` profile: CIFAR-10 and a GPU.
+# **What you need.** In the `cpu` profile: Fashion-MNIST (`make data`) and 2 CPU cores
+# (the chapter prints its running time; chapter 2's 50-per-class runs are reused). In the `paper` profile: CIFAR-10 and a GPU.
 
 # %% [markdown]
 # ## Setup
@@ -37,11 +38,17 @@ if "google.colab" in sys.modules:  # in Colab only: install the package from its
                     "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
+import time
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import chapters, report
+from lifestudy import chapters, report, stats
+from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
+
+chapter_start = time.perf_counter()
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
@@ -60,54 +67,90 @@ chap.banner()
 # ## The plan
 #
 # Each subset keeps $n$ images of every class of the training split (chosen by
-# `lifestudy.data` with a fixed seed). The test split is the
-# same for every run.
+# `lifestudy.data` with a fixed seed; for one seed the subsets are nested). The test split
+# is the same for every run. Every run gets at least the recipe's `min_steps` optimizer
+# steps, so the smallest subsets are not starved of updates; the seed-0 run of every
+# (size, model) is checked at twice the schedule. A run with the same resolved config as
+# one of another chapter (chapter 2's 50-per-class runs) is reused, not repeated.
 
 # %%
 base_model, life_model = study.models
+arm = {base_model: "baseline", life_model: "with LIFE"}
+chapters.ensure_data([study.dataset], chap.data_root)
+configs = [
+    chap.config("classification", study.dataset, m, s, subset=n, out=(f"n{n}", m, f"seed{s}"))
+    for n in study.subsets for m in study.models for s in chap.seeds
+]
+checks = [doubled(c) for c in configs if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
 pd.DataFrame({"dataset": [study.dataset], "images per class": [list(study.subsets)],
-              "baseline": [base_model], "with LIFE": [life_model], "seeds": [chap.seeds]})
+              "baseline": [base_model], "with LIFE": [life_model], "seeds": [chap.seeds],
+              "min steps": [chap.profile.recipe_for(study.dataset).min_steps], "schedule checks": [len(checks)]})
 
 # %%
-_ = chap.train(
-    chap.config("classification", study.dataset, m, s, subset=n, out=(f"n{n}", m, f"seed{s}"))
-    for n in study.subsets
-    for m in study.models
-    for s in chap.seeds
-)
+recs = run_all(configs + checks, share=[chap.out_dir.parent], jobs=chap.profile.jobs, threads=chap.profile.threads)
+main_recs, check_recs = recs[:len(configs)], recs[len(configs):]
+runs = records_frame(main_recs).rename(columns={"subset": "images per class"})
+runs["LIFE"] = runs["model"].map(arm)
+print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'trained').sum()} reused "
+      f"({', '.join(sorted(set(runs.loc[runs['how'] == 'reused', 'folder'].map(lambda f: Path(f).parts[-4]))))})")
+
+# %% [markdown]
+# ## Has every schedule converged?
+
+# %%
+if checks:
+    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == chap.seeds[0]], check_recs))
+    converged = {(int(r.subset), r.model): bool(r.converged) for r in check.itertuples()}
+    display(check.round(2))
+else:
+    converged = {}
+    print(f"The {profile} profile runs no schedule check (see lifestudy/profiles.py).")
+runs["converged"] = [converged.get((int(n), m)) for n, m in zip(runs["images per class"], runs["model"])]
+
+# %% [markdown]
+# ## Learning curves
+#
+# Test accuracy during training for every (size, model), mean ± sd over seeds.
+
+# %%
+curves = learning_curves(main_recs)
+g = sns.relplot(data=curves, x="step", y="eval_top1", hue="model", col="subset", kind="line",
+                errorbar="sd", marker="o", height=2.8, aspect=1.0, facet_kws={"sharey": False})
+g.set_axis_labels("optimizer steps", "test top-1 (%)")
+g.set_titles("{col_name} images per class")
+g.figure.suptitle(chap.caption(f"{study.dataset}: test accuracy during training"), y=1.05)
+plt.show()
 
 # %% [markdown]
 # ## Accuracy against images per class
 
 # %%
-runs = chap.records("train")
-runs = runs.rename(columns={"provenance.model": "model", "provenance.seed": "seed",
-                            "provenance.subset": "images per class", "metrics.top1": "top-1 (%)"})
-runs["LIFE"] = runs["model"].map({base_model: "baseline", life_model: "with LIFE"})
-stats = report.mean_std(runs, ["images per class", "LIFE"], "top-1 (%)").sort_index()
-report.format_mean_std(stats)
+acc = report.format_mean_std(report.mean_std(runs, ["images per class", "LIFE"], "top1").sort_index())
+acc["converged"] = [converged.get((int(n), {v: k for k, v in arm.items()}[a])) for n, a in acc.index]
+acc
+
+# %% [markdown]
+# The paired gain (same seed, same subset) with its 95 % t-interval over seeds; a
+# direction is stated only where the interval excludes 0.
 
 # %%
-paired = runs.pivot_table(index=["images per class", "seed"], columns="LIFE", values="top-1 (%)")
-paired["gain (points)"] = paired["with LIFE"] - paired["baseline"]
-gain = report.mean_std(paired.reset_index(), "images per class", "gain (points)").sort_index()
+gain = stats.paired_differences(runs, "images per class", "LIFE", "top1", "baseline", "with LIFE",
+                                positive="LIFE higher", negative="LIFE lower").sort_index()
+display(gain.round(2))
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-sns.lineplot(data=runs, x="images per class", y="top-1 (%)", hue="LIFE", marker="o",
-             errorbar="sd", ax=ax1)
-ax1.set_xscale("log")
-ax1.set_xlabel("training images per class (log scale)")
-ax1.set_ylabel("top-1 accuracy (%)")
+sns.lineplot(data=runs, x="images per class", y="top1", hue="LIFE", marker="o", errorbar="sd", ax=ax1)
+ax1.set_ylabel("test top-1 (%)")
 ax1.set_title("accuracy, mean ± sd")
 n = gain.index.to_numpy()
-ax2.errorbar(n, gain[("gain (points)", "mean")], yerr=gain[("gain (points)", "std")],
+ax2.errorbar(n, gain["mean"], yerr=[gain["mean"] - gain["low"], gain["high"] - gain["mean"]],
              marker="o", capsize=3)
 ax2.axhline(0, color="grey", lw=0.8)
-ax2.set_xscale("log")
-ax2.set_xlabel("training images per class (log scale)")
 ax2.set_ylabel("LIFE - baseline (points of top-1)")
-ax2.set_title("paired gain of LIFE, mean ± sd")
+ax2.set_title("paired gain of LIFE, 95 % t-interval")
 for ax in (ax1, ax2):  # label the subset sizes themselves, not powers of ten
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class (log scale)")
     ax.set_xticks(list(study.subsets), [str(n) for n in study.subsets])
     ax.minorticks_off()
 fig.suptitle(chap.caption(f"{study.dataset}: {base_model} vs {life_model}"))
@@ -117,16 +160,15 @@ plt.show()
 # ## Summary
 
 # %%
-lines = [
-    f"{n} images per class: baseline {stats.loc[(n, 'baseline')][('top-1 (%)', 'mean')]:.2f} %, "
-    f"with LIFE {stats.loc[(n, 'with LIFE')][('top-1 (%)', 'mean')]:.2f} %, paired gain "
-    f"{gain.loc[n][('gain (points)', 'mean')]:+.2f} ± {gain.loc[n][('gain (points)', 'std')]:.2f} points."
-    for n in gain.index
-]
-smallest, largest = gain.index.min(), gain.index.max()
-lines.append(
-    f"The gain goes from {gain.loc[smallest][('gain (points)', 'mean')]:+.2f} points at {smallest} "
-    f"to {gain.loc[largest][('gain (points)', 'mean')]:+.2f} at {largest} images per class "
-    f"(profile {profile}, seeds {report.seeds_text(chap.seeds)})."
-)
+minutes = (time.perf_counter() - chapter_start) / 60
+lines = []
+for n, row in gain.iterrows():
+    means = {a: runs[(runs["images per class"] == n) & (runs["LIFE"] == a)]["top1"].mean() for a in arm.values()}
+    flags = [m for m in study.models if converged.get((int(n), m)) is False]
+    lines.append(f"{n} images per class: baseline {means['baseline']:.2f} %, with LIFE {means['with LIFE']:.2f} %; "
+                 f"LIFE - baseline {row['text']} points: {row['verdict']}"
+                 + (f" (not converged: {', '.join(flags)})" if flags else "") + ".")
+lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
+             f"{(runs['how'] != 'trained').sum()} reused, {len(checks)} schedule checks); profile {profile}; "
+             f"seeds {report.seeds_text(chap.seeds)}.")
 report.summary(lines)

@@ -13,16 +13,17 @@
 # %% [markdown]
 # # 4. The distillation token
 #
-# **What you will do.** Train a CNN teacher, then distilled DeiT students with and
-# without LIFE that learn from it through DeiT's distillation token
-# {cite:p}`touvron2021deit`, several seeds each.
+# **What you will do.** Train a CNN teacher until it has converged, then distilled DeiT
+# students with and without LIFE that learn from it through DeiT's distillation token
+# {cite:p}`touvron2021deit`, three seeds each, and compare them with their non-distilled
+# twins of chapter 2.
 #
 # **What you will learn.** Whether LIFE still helps when a CNN already hands the student
 # a convolutional inductive bias through distillation, and that LIFE treats the
 # distillation token as it treats the class token (pointwise only).
 #
-# **What you need.** In the `cpu` profile: Fashion-MNIST (`make data`), about 5 minutes
-# on 2 CPU cores. In the `paper` profile: CIFAR-100 and a GPU.
+# **What you need.** In the `cpu` profile: Fashion-MNIST (`make data`) and 2 CPU cores
+# (the chapter prints its running time; the teacher and the twins are chapter 2's runs). In the `paper` profile: CIFAR-100 and a GPU.
 
 # %% [markdown]
 # ## Setup
@@ -38,11 +39,16 @@ if "google.colab" in sys.modules:  # in Colab only: install the package from its
                     "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import chapters, report
+from lifestudy import chapters, report, stats
+from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
+
+chapter_start = time.perf_counter()
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
@@ -55,6 +61,7 @@ reuse_runs = False  # True: keep runs that already have a record instead of trai
 # %%
 chap = chapters.setup("04_distillation", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
+share = [chap.out_dir.parent]  # every chapter's runs of this profile: finished ones are reused
 chap.banner()
 
 # %% [markdown]
@@ -63,62 +70,119 @@ chap.banner()
 # DeiT distils from a CNN's hard labels: the distillation token's head is trained to
 # predict the teacher's argmax, the class token's head the true label, and inference
 # averages both heads. The teacher is trained first, by the same engine and recipe, with
-# the first seed.
+# the first seed, and checked at twice its schedule like every other model; when chapter 2
+# trained the same CNN on the same data (its CNN reference), that run is the teacher.
 
 # %%
-seed0 = chap.seeds[0]
-teacher = chap.config("classification", study.dataset, study.teacher, seed0, out=("teacher", study.teacher, f"seed{seed0}"))
-_ = chap.train([teacher])
+chapters.ensure_data([study.dataset], chap.data_root)
+teacher_cfg = chap.config("classification", study.dataset, study.teacher, chap.seeds[0],
+                          out=("teacher", study.teacher, f"seed{chap.seeds[0]}"))
+teacher_checks = [doubled(teacher_cfg)] if chap.profile.schedule_check else []
+teacher_rec, *teacher_check = run_all([teacher_cfg, *teacher_checks], share=share, jobs=chap.profile.jobs,
+                                      threads=chap.profile.threads)
+teacher_dir = teacher_rec["config"]["out"]  # where the teacher's checkpoint lies (maybe chapter 2's)
 
 # %% [markdown]
-# ## The students
+# ## The students and their non-distilled twins
+#
+# Each student is paired with its twin: the same model without the distillation token,
+# trained without a teacher on the same data with the same seed (chapter 2's run when it
+# exists).
 
 # %%
 base_model, life_model = study.students
-_ = chap.train(
-    chap.config("classification", study.dataset, m, s, teacher=teacher.out, out=("students", m, f"seed{s}"))
-    for m in study.students
-    for s in chap.seeds
-)
+twin_of = {m: m.replace("_distilled", "") for m in study.students}
+students = [
+    chap.config("classification", study.dataset, m, s, teacher=teacher_dir, out=("students", m, f"seed{s}"))
+    for m in study.students for s in chap.seeds
+]
+twins = [
+    chap.config("classification", study.dataset, twin_of[m], s, out=("twins", twin_of[m], f"seed{s}"))
+    for m in study.students for s in chap.seeds
+]
+checks = [doubled(c) for c in students if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
+recs = run_all(students + twins + checks, share=share, jobs=chap.profile.jobs, threads=chap.profile.threads)
+n = len(students)
+runs = records_frame(recs[:2 * n])
+runs["distilled"] = runs["teacher"].notna()
+runs["LIFE"] = runs["model"].str.endswith("_life").map({False: "baseline", True: "with LIFE"})
+runs["role"] = [("distilled " if d else "") + a for d, a in zip(runs["distilled"], runs["LIFE"])]
+print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'trained').sum()} reused")
+
+# %% [markdown]
+# ## Has every schedule converged?
+
+# %%
+if chap.profile.schedule_check:
+    check = schedule_check([(teacher_rec, teacher_check[0]),
+                            *zip([r for c, r in zip(students, recs) if c.seed == chap.seeds[0]], recs[2 * n:])])
+    converged = {r.model: bool(r.converged) for r in check.itertuples()}
+    display(check.drop(columns=["subset"]).round(2))
+else:
+    converged = {}
+    print(f"The {profile} profile runs no schedule check (see lifestudy/profiles.py).")
+
+# %% [markdown]
+# ## Learning curves
+
+# %%
+curves = learning_curves([teacher_rec, *recs[:2 * n]])
+fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+sns.lineplot(data=curves, x="step", y="eval_top1", hue="model", errorbar="sd", marker="o", ax=ax)
+ax.set_xlabel("optimizer steps")
+ax.set_ylabel("test top-1 (%)")
+ax.set_title(chap.caption(f"{study.dataset}: test accuracy during training"), fontsize=9)
+plt.show()
 
 # %% [markdown]
 # ## Results
 
 # %%
-runs = chap.records("train")
-runs = runs.rename(columns={"provenance.model": "model", "provenance.seed": "seed",
-                            "metrics.top1": "top-1 (%)"})
-role = {study.teacher: "teacher (CNN)", base_model: "student", life_model: "student with LIFE"}
-runs["role"] = runs["model"].map(role)
-stats = report.mean_std(runs, ["role", "model"], "top-1 (%)")
-report.format_mean_std(stats)
+teacher_acc = float(teacher_rec["metrics"]["top1"])
+table = report.format_mean_std(report.mean_std(runs, ["role", "model"], "top1"))
+table["converged"] = [converged.get(m) for _, m in table.index]
+table
+
+# %% [markdown]
+# Paired differences (same seed, same data) with 95 % t-intervals: LIFE against its
+# baseline among the distilled students, and each student against its non-distilled twin.
 
 # %%
-students = runs[runs["model"] != study.teacher]
-paired = students.pivot_table(index="seed", columns="role", values="top-1 (%)")
-paired["gain (points)"] = paired["student with LIFE"] - paired["student"]
-teacher_acc = float(runs.loc[runs["model"] == study.teacher, "top-1 (%)"].iloc[0])
+runs["pair"] = runs["model"].map(lambda m: twin_of.get(m, m))
+life_gain = stats.paired_differences(runs[runs["distilled"]], "distilled", "LIFE", "top1", "baseline",
+                                     "with LIFE", positive="LIFE higher", negative="LIFE lower")
+distill_gain = stats.paired_differences(runs.assign(kind=runs["distilled"].map({True: "distilled", False: "twin"})),
+                                        "pair", "kind", "top1", "twin", "distilled",
+                                        positive="distillation higher", negative="distillation lower")
+display(life_gain.round(2))
+distill_gain.round(2)
 
-fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
-sns.pointplot(data=students, x="role", y="top-1 (%)", errorbar="sd", capsize=0.1, ax=ax)
-sns.stripplot(data=students, x="role", y="top-1 (%)", color="grey", alpha=0.6, ax=ax)
-ax.axhline(teacher_acc, ls="--", color="C3", label=f"teacher {study.teacher}")
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
+sns.pointplot(data=runs, x="role", y="top1", errorbar="sd", capsize=0.1, linestyle="none", ax=ax)
+sns.stripplot(data=runs, x="role", y="top1", color="grey", alpha=0.6, ax=ax)
+ax.axhline(teacher_acc, ls="--", color="C3", label=f"teacher {study.teacher} (seed {chap.seeds[0]})")
 ax.set_xlabel("")
-ax.set_ylabel("top-1 accuracy (%)")
+ax.set_ylabel("test top-1 (%)")
 ax.legend(loc="lower right")
-ax.set_title(chap.caption(f"Distilled students on {study.dataset}"), fontsize=9)
+ax.set_title(chap.caption(f"Distilled students and their twins on {study.dataset}"), fontsize=9)
 plt.show()
 
 # %% [markdown]
 # ## Summary
 
 # %%
-s_base, s_life = stats.loc["student"].iloc[0], stats.loc["student with LIFE"].iloc[0]
-report.summary([
-    f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {seed0}).",
-    f"Distilled {base_model}: {s_base[('top-1 (%)', 'mean')]:.2f} ± {s_base[('top-1 (%)', 'std')]:.2f} %; "
-    f"{life_model}: {s_life[('top-1 (%)', 'mean')]:.2f} ± {s_life[('top-1 (%)', 'std')]:.2f} %.",
-    f"Paired gain of LIFE with distillation: {paired['gain (points)'].mean():+.2f} ± "
-    f"{paired['gain (points)'].std(ddof=1) if len(paired) > 1 else 0.0:.2f} points over {len(paired)} seeds "
-    f"(profile {profile}).",
-])
+minutes = (time.perf_counter() - chapter_start) / 60
+flag = lambda m: " (not converged)" if converged.get(m) is False else ""  # noqa: E731
+lines = [f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {chap.seeds[0]}){flag(study.teacher)}."]
+for role, group in runs.groupby("role", sort=False):
+    model = group["model"].iloc[0]
+    sd = f" ± {group['top1'].std(ddof=1):.2f}" if len(group) > 1 else ""
+    lines.append(f"{role} ({model}): {group['top1'].mean():.2f}{sd} %{flag(model)}.")
+for _, row in life_gain.iterrows():
+    lines.append(f"LIFE - baseline, distilled: {row['text']} points: {row['verdict']}.")
+for pair, row in distill_gain.iterrows():
+    lines.append(f"Distilled - twin, {pair}: {row['text']} points: {row['verdict']}.")
+lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
+             f"{(runs['how'] != 'trained').sum()} reused); profile {profile}; seeds {report.seeds_text(chap.seeds)}.")
+report.summary(lines)

@@ -53,8 +53,13 @@ def test_cpu_profile_runs_three_seeds_and_fits_its_budget():
     assert len(PROFILES["cpu"].seeds) >= 3
     cpu = PROFILES["cpu"]
     assert cpu.seeds_for(cpu.classification) == list(cpu.seeds)  # names no seeds of its own
-    assert cpu.seeds_for(cpu.sweep) == [0] and cpu.seeds_for(cpu.detection) == [0, 1]
-    assert sum(CPU_BUDGET.values()) <= 45
+    assert cpu.seeds_for(cpu.detection) == [0, 1]
+    # chapters 2-4: >= 3 seeds everywhere, >= 4 training sizes, schedule checks, a CNN reference
+    for study in (cpu.classification, cpu.sweep, cpu.distillation):
+        assert len(cpu.seeds_for(study)) >= 3
+    assert len(cpu.sweep.subsets) >= 4 and cpu.schedule_check and cpu.classification.references
+    assert cpu.distillation.teacher in cpu.classification.references  # the teacher is chapter 2's run
+    assert sum(CPU_BUDGET.values()) <= 60
 
 
 def test_resolution_order(tmp_path):

@@ -26,11 +26,13 @@ order, not to the same bits.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,10 @@ from lifestudy.engine.distributed import Dist, setup, teardown
 from lifestudy.engine.trained import load_teacher
 from lifestudy.errors import ConfigError, LifestudyError
 
-__all__ = ["train", "TrainingDivergedError", "ShardSampler", "seed_everything", "RECORD", "METRICS_CSV"]
+__all__ = [
+    "train", "TrainingDivergedError", "ShardSampler", "seed_everything", "derive_epochs", "eval_epochs",
+    "resolved_hash", "RECORD", "METRICS_CSV",
+]
 
 RECORD = "record.json"
 CONFIG = "config.json"
@@ -152,10 +157,93 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         teardown(d)
 
 
-def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
+@dataclass
+class _Run:
+    """What one run holds while it trains (filled stage by stage by :func:`_train`)."""
 
+    cfg: TrainConfig
+    d: Dist
+    task: Any
+    spec: Any
+    out: Path
+    config_hash: str
+    t_start: float
+    ckpt: dict[str, Any] | None = None
+    # data
+    sampler: Any = None
+    loader_gen: torch.Generator | None = None
+    train_loader: DataLoader | None = None
+    eval_loader: DataLoader | None = None
+    steps_per_epoch: int = 0
+    # model and optimiser
+    model: torch.nn.Module | None = None
+    train_model: torch.nn.Module | None = None
+    optimizer: Any = None
+    scheduler: Any = None
+    ema: Any = None
+    # progress
+    start_epoch: int = 0
+    num_updates: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_before: float = 0.0
+    last_eval: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.d.device
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
+    """The stages of a run, in order (timm's ``train.py`` shape: set-up, then
+    ``train_one_epoch`` / ``validate`` per epoch, a checkpoint after each)."""
+    run = _start(cfg, d)
+    _build_loaders(run)
+    _set_schedule(run)
+    finished = _restore(run)
+    if finished is not None:
+        return finished
+    _build_model(run)
+    _build_optimiser(run)
+    _load_state(run)
+    _open_files(run)
+
+    cfg = run.cfg
+    show = _progress_enabled(cfg, d)
+    from tqdm.auto import tqdm
+
+    epoch_bar = tqdm(range(run.start_epoch, cfg.epochs), initial=run.start_epoch, total=cfg.epochs,
+                     desc=f"{cfg.model} on {cfg.data}", unit="epoch", disable=not show, dynamic_ncols=True)
+    eval_at = eval_epochs(cfg.epochs, cfg.recipe["eval_every"], cfg.recipe.get("eval_points", 0))
+    for epoch in epoch_bar:
+        row = _train_one_epoch(run, epoch, show)
+        if epoch + 1 in eval_at:
+            run.last_eval = _evaluate(run.task, run.eval_model, run.eval_loader, run.device,
+                                      bool(cfg.recipe["amp"]), d)
+            row.update({k if k.startswith("eval_") else f"eval_{k}": v for k, v in run.last_eval.items()})
+        row["epoch_time_s"] = time.perf_counter() - row.pop("_t0")
+        run.history.append(row)
+        if show:
+            epoch_bar.set_postfix(loss=f"{row['train_loss']:.4f}",
+                                  **({run.task.headline_metric: f"{run.last_eval[run.task.headline_metric]:.2f}"}
+                                     if run.last_eval else {}))
+        _save_checkpoint(run, epoch)
+        last = epoch + 1 == cfg.epochs
+        if cfg.stop_after_epochs is not None and epoch + 1 - run.start_epoch >= cfg.stop_after_epochs and not last:
+            epoch_bar.close()
+            return {"kind": "train", "task": run.task.name, "interrupted": True, "epoch": epoch + 1,
+                    "metrics": dict(run.last_eval), "config": cfg.to_dict()}
+    epoch_bar.close()
+    return _record(run)
+
+
+# ---- stages ------------------------------------------------------------------------
+def _start(cfg: TrainConfig, d: Dist) -> _Run:
+    """The task, the dataset's spec, the resolved config and its hash; refuse a folder that
+    already holds a run unless resuming. (Run-wide checks belong here.)"""
     from lifestudy.data import get_spec
     from lifestudy.tasks import get_task
 
@@ -169,255 +257,269 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
         )
     cfg = resolve(cfg, spec)
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    device = d.device
-    recipe = cfg.recipe
-
-    # ---- resume or start ----------------------------------------------------------
-    ckpt = None
-    if ckpt_path.exists():
-        if not cfg.resume:
-            raise ConfigError(
-                f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
-                "or choose a new --out folder"
-            )
-        ckpt = load_checkpoint(ckpt_path)
-        _check_resumable(ckpt["config"], cfg, ckpt_path)
-        if ckpt["epoch"] >= cfg.epochs and (out / RECORD).exists():
-            return records.read_json(out / RECORD)  # finished: nothing to do
-
+    if (out / CHECKPOINT).exists() and not cfg.resume:
+        raise ConfigError(
+            f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
+            "or choose a new --out folder"
+        )
     if cfg.batch_size % d.world_size:
         raise ConfigError(
             f"--batch-size {cfg.batch_size} is the global batch; it must divide by the "
             f"{d.world_size} processes"
         )
-    per_rank_batch = cfg.batch_size // d.world_size
+    return _Run(cfg=cfg, d=d, task=task, spec=spec, out=out, config_hash=resolved_hash(cfg), t_start=t_start)
 
-    # ---- model, data, optimiser ----------------------------------------------------
-    seed_everything(cfg.seed)  # the same initial weights on every rank
-    model = task.build_model(cfg, spec).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    seed_everything(cfg.seed + d.rank)
-    if cfg.teacher:  # distillation: the engine loads the trained teacher and hands it to the task
-        task.set_teacher(load_teacher(cfg.teacher, spec, device))
-    task.prepare(model, cfg, spec, device)
-    train_ds, eval_ds = task.build_datasets(cfg, spec)
+
+def _build_loaders(run: _Run) -> None:
+    """The task's datasets, the seeded training sampler and the two DataLoaders."""
+    cfg, d, task = run.cfg, run.d, run.task
+    per_rank_batch = cfg.batch_size // d.world_size
+    train_ds, eval_ds = task.build_datasets(cfg, run.spec)
     if len(train_ds) == 0 or len(eval_ds) == 0:
         raise ConfigError(f"dataset {cfg.data!r} gave an empty train or test split; check --subset and the data")
-
+    recipe = cfg.recipe
     if recipe["repeated_aug"] > 1:
         from timm.data.distributed_sampler import RepeatAugSampler
 
-        sampler = RepeatAugSampler(
+        run.sampler = RepeatAugSampler(
             train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True, num_repeats=recipe["repeated_aug"]
         )
     else:
-        sampler = DistributedSampler(
-            train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=cfg.seed
-        )
-    loader_gen = torch.Generator()
-    cuda = device.type == "cuda"
+        run.sampler = DistributedSampler(train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True,
+                                         seed=cfg.seed)
+    run.loader_gen = torch.Generator()
+    cuda = run.device.type == "cuda"
     if cuda:  # TF32 for what bf16 autocast leaves in fp32 (timm's train.py does the same)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     workers = cfg.num_workers
-    train_loader = DataLoader(
-        train_ds,
-        batch_size=per_rank_batch,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=task.collate_fn,
-        pin_memory=cuda,
-        drop_last=len(sampler) >= per_rank_batch,
-        generator=loader_gen,
-        persistent_workers=cuda and workers > 0,
+    run.train_loader = DataLoader(
+        train_ds, batch_size=per_rank_batch, sampler=run.sampler, num_workers=workers,
+        collate_fn=task.collate_fn, pin_memory=cuda, drop_last=len(run.sampler) >= per_rank_batch,
+        generator=run.loader_gen, persistent_workers=cuda and workers > 0,
     )
     if task.shard_eval:
         eval_sampler = ShardSampler(len(eval_ds), d.rank, d.world_size)
     else:
         eval_sampler = ShardSampler(len(eval_ds) if d.is_main else 0)
-    eval_loader = DataLoader(
-        eval_ds,
-        batch_size=max(2 * per_rank_batch, 64),
-        sampler=eval_sampler,
-        num_workers=workers,
-        collate_fn=task.collate_fn,
-        pin_memory=cuda,
+    run.eval_loader = DataLoader(
+        eval_ds, batch_size=max(2 * per_rank_batch, 64), sampler=eval_sampler, num_workers=workers,
+        collate_fn=task.collate_fn, pin_memory=cuda,
     )
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
+    run.steps_per_epoch = len(run.train_loader)
+    if run.steps_per_epoch == 0:
         raise ConfigError(f"no training batches: {len(train_ds)} images with batch {per_rank_batch}")
 
-    optimizer = create_optimizer_v2(model, opt=recipe["opt"], lr=cfg.lr, weight_decay=recipe["weight_decay"])
-    scheduler = CosineLRScheduler(
-        optimizer,
-        t_initial=cfg.epochs * steps_per_epoch,
-        lr_min=recipe["min_lr"],
-        warmup_t=recipe["warmup_epochs"] * steps_per_epoch,
-        warmup_lr_init=recipe["warmup_lr"],
-        t_in_epochs=False,
-    )
-    ema = _make_ema(model, recipe["ema_decay"]) if recipe["ema"] else None
 
-    start_epoch, num_updates, history, wall_before = 0, 0, [], 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.module.load_state_dict(ckpt["ema"])
-        start_epoch, num_updates = int(ckpt["epoch"]), int(ckpt["num_updates"])
-        history = list(ckpt["history"])
-        wall_before = float(ckpt.get("wall_time_s", 0.0))
-        rngs = ckpt["rng"]
-        if len(rngs) != d.world_size:
-            raise ConfigError(
-                f"{ckpt_path} was written by {len(rngs)} processes; resume it with as many "
-                f"(now {d.world_size})"
-            )
-        set_rng_state(rngs[d.rank])
-    scheduler.step_update(num_updates)
+def _set_schedule(run: _Run) -> None:
+    """Epochs (and warm-up) from the recipe's step floor ``min_steps``; the derived values
+    replace the resolved ones in the config, so config.json and the record hold what ran."""
+    cfg = run.cfg
+    epochs, warmup = derive_epochs(cfg.epochs, cfg.recipe["warmup_epochs"], cfg.recipe.get("min_steps", 0),
+                                   run.steps_per_epoch)
+    if epochs != cfg.epochs:
+        recipe = {**cfg.recipe, "epochs": epochs, "warmup_epochs": warmup}
+        run.cfg = dataclasses.replace(cfg, epochs=epochs, recipe=recipe)
 
-    train_model = model
-    if d.enabled:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if cuda else None,
-            find_unused_parameters=task.find_unused_parameters,
+
+def _restore(run: _Run) -> dict[str, Any] | None:
+    """Load the checkpoint of a resumed run and check it was started with these settings;
+    the record of a run that had already finished (nothing left to do), else None."""
+    ckpt_path = run.out / CHECKPOINT
+    if not ckpt_path.exists():
+        return None
+    ckpt = load_checkpoint(ckpt_path)
+    _check_resumable(ckpt["config"], run.cfg, ckpt_path)
+    rngs = ckpt["rng"]
+    if len(rngs) != run.d.world_size:
+        raise ConfigError(
+            f"{ckpt_path} was written by {len(rngs)} processes; resume it with as many "
+            f"(now {run.d.world_size})"
         )
-    if cfg.compile:
-        train_model = torch.compile(train_model)
+    if ckpt["epoch"] >= run.cfg.epochs and (run.out / RECORD).exists():
+        return records.read_json(run.out / RECORD)  # finished: nothing to do
+    run.ckpt = ckpt
+    return None
 
-    if d.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        records.write_json_atomic(out / CONFIG, cfg.to_dict())
-        _write_csv(out / METRICS_CSV, history)
 
-    # ---- epochs --------------------------------------------------------------------
-    show = _progress_enabled(cfg, d)
+def _build_model(run: _Run) -> None:
+    """The task's model (the same initial weights on every rank), then the task's own
+    preparation (losses, mixup, teacher) with a per-rank seed."""
+    cfg, d, task = run.cfg, run.d, run.task
+    seed_everything(cfg.seed)
+    model = task.build_model(cfg, run.spec).to(run.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    seed_everything(cfg.seed + d.rank)
+    if cfg.teacher:  # distillation: the engine loads the trained teacher and hands it to the task
+        task.set_teacher(load_teacher(cfg.teacher, run.spec, run.device))
+    task.prepare(model, cfg, run.spec, run.device)
+    run.model = model
+
+
+def _build_optimiser(run: _Run) -> None:
+    """AdamW (timm's, no decay on norms/biases/tokens), the per-update cosine schedule with
+    warm-up, and the EMA when the recipe keeps one."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
+
+    cfg, recipe, spe = run.cfg, run.cfg.recipe, run.steps_per_epoch
+    run.optimizer = create_optimizer_v2(run.model, opt=recipe["opt"], lr=cfg.lr,
+                                        weight_decay=recipe["weight_decay"])
+    run.scheduler = CosineLRScheduler(
+        run.optimizer, t_initial=cfg.epochs * spe, lr_min=recipe["min_lr"],
+        warmup_t=recipe["warmup_epochs"] * spe, warmup_lr_init=recipe["warmup_lr"], t_in_epochs=False,
+    )
+    run.ema = _make_ema(run.model, recipe["ema_decay"]) if recipe["ema"] else None
+
+
+def _load_state(run: _Run) -> None:
+    """Weights, optimiser, EMA, progress and RNG states from the checkpoint (when resuming);
+    then the DDP / compile wrappers."""
+    ckpt, d = run.ckpt, run.d
+    if ckpt is not None:
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        if run.ema is not None and ckpt.get("ema") is not None:
+            run.ema.module.load_state_dict(ckpt["ema"])
+        run.start_epoch, run.num_updates = int(ckpt["epoch"]), int(ckpt["num_updates"])
+        run.history = list(ckpt["history"])
+        run.wall_before = float(ckpt.get("wall_time_s", 0.0))
+        set_rng_state(ckpt["rng"][d.rank])
+    run.scheduler.step_update(run.num_updates)
+    run.train_model = run.model
+    if d.enabled:
+        cuda = run.device.type == "cuda"
+        run.train_model = torch.nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.device.index] if cuda else None,
+            find_unused_parameters=run.task.find_unused_parameters,
+        )
+    if run.cfg.compile:
+        run.train_model = torch.compile(run.train_model)
+
+
+def _open_files(run: _Run) -> None:
+    if run.d.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        records.write_json_atomic(run.out / CONFIG, run.cfg.to_dict())
+        _write_csv(run.out / METRICS_CSV, run.history)
+
+
+def _train_one_epoch(run: _Run, epoch: int, show: bool = False) -> dict[str, Any]:
+    """One pass over the training loader: forward + loss (the task's), backward, clipping,
+    the optimiser and schedule step, EMA. Returns the epoch's row of ``metrics.csv`` (its
+    ``_t0`` is the epoch's start; ``train_images_per_s`` counts the training steps only)."""
+    cfg, d, task, device = run.cfg, run.d, run.task, run.device
+    recipe = cfg.recipe
+    cuda = device.type == "cuda"
+    amp, clip = bool(recipe["amp"]), recipe["clip_grad"]
+    sync_every = 1 if not cuda else 25  # CPU: check every step (free); CUDA: avoid syncs
+    steps = run.steps_per_epoch
+    run.sampler.set_epoch(epoch if recipe["repeated_aug"] <= 1 else _epoch_seed(cfg.seed, epoch))
+    run.loader_gen.manual_seed(_epoch_seed(cfg.seed, epoch, d.rank))
+    run.train_model.train()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    log_sums: dict[str, torch.Tensor] = {}
+    bad_step = torch.full((), -1, device=device, dtype=torch.long)
+    images = 0
+    if cuda:
+        torch.cuda.synchronize(device)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     from tqdm.auto import tqdm
 
-    epoch_bar = tqdm(
-        range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs,
-        desc=f"{cfg.model} on {cfg.data}", unit="epoch", disable=not show, dynamic_ncols=True,
-    )
-    amp = bool(recipe["amp"])
-    clip = recipe["clip_grad"]
-    sync_every = 1 if not cuda else 25  # CPU: check every step (free); CUDA: avoid syncs
-    stopped = False
-    last_eval: dict[str, float] = {}
-    for epoch in epoch_bar:
-        sampler.set_epoch(epoch if recipe["repeated_aug"] <= 1 else _epoch_seed(cfg.seed, epoch))
-        loader_gen.manual_seed(_epoch_seed(cfg.seed, epoch, d.rank))
-        train_model.train()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        log_sums: dict[str, torch.Tensor] = {}
-        bad_step = torch.full((), -1, device=device, dtype=torch.long)
-        images = 0
-        if cuda:
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        step_bar = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
-                        disable=not show, dynamic_ncols=True)
-        for step, batch in enumerate(step_bar):
-            batch = task.to_device(batch, device)
-            if cfg.channels_last and isinstance(batch, (list, tuple)) and batch[0].ndim == 4:
-                batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
-            with _autocast(device, amp):
-                loss, logs = task.loss(train_model, batch, cfg)
-            finite = torch.isfinite(loss.detach())
-            bad_step = torch.where((bad_step < 0) & ~finite, torch.full_like(bad_step, step), bad_step)
-            if step % sync_every == 0 or step == steps_per_epoch - 1:
-                flag = d.all_reduce_max((bad_step >= 0).to(torch.float32))
-                if flag.item() > 0:
-                    _diverged(cfg, epoch, bad_step, step, d, loss, ckpt_path)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            num_updates += 1
-            scheduler.step_update(num_updates)
-            if ema is not None:
-                _update_ema(ema, model, num_updates)
-            n = task.batch_size(batch)
-            images += n
-            loss_sum += loss.detach().double() * n
-            for k, v in logs.items():
-                v = torch.as_tensor(v, device=device, dtype=torch.float64).detach()
-                log_sums[k] = log_sums.get(k, torch.zeros((), device=device, dtype=torch.float64)) + v * n
-            if show and step % sync_every == 0:
-                dt = time.perf_counter() - t0
-                step_bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images * d.world_size / dt:.0f}")
-        step_bar.close()
-        if cuda:
-            torch.cuda.synchronize(device)
-        train_time = time.perf_counter() - t0
+    step_bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
+                    disable=not show, dynamic_ncols=True)
+    for step, batch in enumerate(step_bar):
+        batch = task.to_device(batch, device)
+        if cfg.channels_last and isinstance(batch, (list, tuple)) and batch[0].ndim == 4:
+            batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+        with _autocast(device, amp):
+            loss, logs = task.loss(run.train_model, batch, cfg)
+        finite = torch.isfinite(loss.detach())
+        bad_step = torch.where((bad_step < 0) & ~finite, torch.full_like(bad_step, step), bad_step)
+        if step % sync_every == 0 or step == steps - 1:
+            flag = d.all_reduce_max((bad_step >= 0).to(torch.float32))
+            if flag.item() > 0:
+                _diverged(cfg, epoch, bad_step, step, d, loss, run.out / CHECKPOINT)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
+        run.optimizer.step()
+        run.num_updates += 1
+        run.scheduler.step_update(run.num_updates)
+        if run.ema is not None:
+            _update_ema(run.ema, run.model, run.num_updates)
+        n = task.batch_size(batch)
+        images += n
+        loss_sum += loss.detach().double() * n
+        for k, v in logs.items():
+            v = torch.as_tensor(v, device=device, dtype=torch.float64).detach()
+            log_sums[k] = log_sums.get(k, torch.zeros((), device=device, dtype=torch.float64)) + v * n
+        if show and step % sync_every == 0:
+            dt = time.perf_counter() - t0
+            step_bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images * d.world_size / dt:.0f}")
+    step_bar.close()
+    if cuda:
+        torch.cuda.synchronize(device)
+    train_time = time.perf_counter() - t0
+    cpu_time = time.process_time() - cpu0
 
-        totals = torch.stack([loss_sum, torch.tensor(float(images), device=device, dtype=torch.float64),
-                              *log_sums.values()])
-        totals = d.all_reduce_sum(totals)
-        seen = totals[1].item()
-        row: dict[str, Any] = {
+    totals = torch.stack([loss_sum, torch.tensor(float(images), device=device, dtype=torch.float64),
+                          *log_sums.values()])
+    totals = d.all_reduce_sum(totals)
+    seen = totals[1].item()
+    return {
+        "epoch": epoch + 1,
+        "step": run.num_updates,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": totals[0].item() / seen,
+        **{k: totals[2 + i].item() / seen for i, k in enumerate(log_sums)},
+        "train_images_per_s": seen / train_time,
+        # per second of this process's CPU time (all its threads): steadier on a shared machine
+        "train_images_per_cpu_s": images / cpu_time if cpu_time > 0 else math.nan,
+        "_t0": t0,
+    }
+
+
+def _save_checkpoint(run: _Run, epoch: int) -> None:
+    """Rank 0 writes the checkpoint (every rank's RNG state inside) and ``metrics.csv``."""
+    rngs = run.d.all_gather_object(rng_state())
+    if run.d.is_main:
+        save_checkpoint(run.out / CHECKPOINT, {
+            "config": run.cfg.to_dict(),
+            "model": run.model.state_dict(),
+            "ema": run.ema.module.state_dict() if run.ema is not None else None,
+            "optimizer": run.optimizer.state_dict(),
             "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": totals[0].item() / seen,
-            **{k: totals[2 + i].item() / seen for i, k in enumerate(log_sums)},
-            "train_images_per_s": seen / train_time,
-        }
-        last = epoch + 1 == cfg.epochs
-        if last or (recipe["eval_every"] and (epoch + 1) % recipe["eval_every"] == 0):
-            eval_model = ema.module if ema is not None else model
-            last_eval = _evaluate(task, eval_model, eval_loader, device, amp, d)
-            row.update({k if k.startswith("eval_") else f"eval_{k}": v for k, v in last_eval.items()})
-        row["epoch_time_s"] = time.perf_counter() - t0
-        history.append(row)
-        if show:
-            epoch_bar.set_postfix(loss=f"{row['train_loss']:.4f}",
-                                  **({task.headline_metric: f"{last_eval[task.headline_metric]:.2f}"}
-                                     if last_eval else {}))
+            "num_updates": run.num_updates,
+            "history": run.history,
+            "rng": rngs,
+            "wall_time_s": run.wall_before + time.perf_counter() - run.t_start,
+        })
+        _write_csv(run.out / METRICS_CSV, run.history)
+    run.d.barrier()
 
-        # ---- checkpoint (rank 0 writes; every rank's RNG state inside) --------------
-        rngs = d.all_gather_object(rng_state())
-        if d.is_main:
-            save_checkpoint(ckpt_path, {
-                "config": cfg.to_dict(),
-                "model": model.state_dict(),
-                "ema": ema.module.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "num_updates": num_updates,
-                "history": history,
-                "rng": rngs,
-                "wall_time_s": wall_before + time.perf_counter() - t_start,
-            })
-            _write_csv(out / METRICS_CSV, history)
-        d.barrier()
-        if cfg.stop_after_epochs is not None and epoch + 1 - start_epoch >= cfg.stop_after_epochs and not last:
-            stopped = True
-            break
-    epoch_bar.close()
 
-    if stopped:
-        return {"kind": "train", "task": task.name, "interrupted": True, "epoch": epoch + 1,
-                "metrics": dict(last_eval), "config": cfg.to_dict()}
-
-    # ---- record ----------------------------------------------------------------------
-    if not last_eval:  # a finished run resumed without its record: evaluate again
-        eval_model = ema.module if ema is not None else model
-        last_eval = _evaluate(task, eval_model, eval_loader, device, amp, d)
-    train_rates = [r["train_images_per_s"] for r in history if r["epoch"] > start_epoch] or [
+def _record(run: _Run) -> dict[str, Any]:
+    """The run's record: final metrics, provenance, the resolved config and its hash."""
+    cfg, d, task = run.cfg, run.d, run.task
+    if not run.last_eval:  # a finished run resumed without its record: evaluate again
+        run.last_eval = _evaluate(task, run.eval_model, run.eval_loader, run.device, bool(cfg.recipe["amp"]), d)
+    history = run.history
+    train_rates = [r["train_images_per_s"] for r in history if r["epoch"] > run.start_epoch] or [
         r["train_images_per_s"] for r in history]
     metrics = {
-        **last_eval,
+        **run.last_eval,
         "train_loss": history[-1]["train_loss"],
         "train_images_per_s": float(np.median(train_rates)),
-        "evaluated": "ema" if ema is not None else "model",
+        "evaluated": "ema" if run.ema is not None else "model",
         "headline": task.headline_metric,
     }
     record = {
         "kind": "train",
         "task": task.name,
+        "config_hash": run.config_hash,
         "metrics": metrics,
         "provenance": records.provenance(
             profile=cfg.profile,
@@ -426,21 +528,67 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
             model=cfg.model,
             seed=cfg.seed,
             epochs=cfg.epochs,
-            device=str(device),
+            steps=run.num_updates,
+            device=str(run.device),
             world_size=d.world_size,
             teacher=cfg.teacher,
             head=cfg.head,
             init=cfg.init,
             img_size=list(cfg.img_size),
-            resumed=ckpt is not None,
-            wall_time_s=wall_before + time.perf_counter() - t_start,
+            data_pipeline=getattr(task, "pipeline", None),
+            resumed=run.ckpt is not None,
+            wall_time_s=run.wall_before + time.perf_counter() - run.t_start,
         ),
         "config": cfg.to_dict(),
     }
     if d.is_main:
-        records.write_json_atomic(out / RECORD, record)
+        records.write_json_atomic(run.out / RECORD, record)
     d.barrier()
     return record
+
+
+# ---- schedule and identity -----------------------------------------------------------
+def derive_epochs(epochs: int, warmup_epochs: int, min_steps: int, steps_per_epoch: int) -> tuple[int, int]:
+    """``(epochs, warmup_epochs)`` with at least ``min_steps`` optimizer steps in all: the
+    epochs grow to ``ceil(min_steps / steps_per_epoch)`` when that is more, and the warm-up
+    by the same factor (it stays the same fraction of the run)."""
+    if not min_steps or epochs * steps_per_epoch >= min_steps:
+        return epochs, warmup_epochs
+    needed = math.ceil(min_steps / steps_per_epoch)
+    return needed, min(round(warmup_epochs * needed / epochs), needed // 2)
+
+
+def eval_epochs(epochs: int, eval_every: int, eval_points: int = 0) -> set[int]:
+    """The (1-based) epochs after which a run evaluates: ``eval_points`` evenly spaced
+    epochs when set (a learning curve of that many points), else every ``eval_every``
+    epochs (0: none); the last epoch always."""
+    if eval_points > 0:
+        at = {max(1, round(epochs * (i + 1) / eval_points)) for i in range(eval_points)}
+    elif eval_every:
+        at = set(range(eval_every, epochs + 1, eval_every))
+    else:
+        at = set()
+    return at | {epochs}
+
+
+def resolved_hash(cfg: TrainConfig) -> str:
+    """The hash that identifies a run: :func:`lifestudy.records.config_hash` of the config as
+    :func:`lifestudy.engine.config.resolve` gives it, with a teacher or init run folder
+    replaced by that run's own hash (so a run is the same wherever its teacher lies)."""
+    cfg = resolve(cfg)
+    config = cfg.to_dict()
+    for key in ("teacher", "init"):
+        if config.get(key):
+            config[key] = _run_identity(config[key])
+    return records.config_hash(config)
+
+
+def _run_identity(path: str) -> str:
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        return "run:" + records.read_json(folder / RECORD)["config_hash"]
+    except (OSError, KeyError, ValueError):
+        return os.path.abspath(path)
 
 
 def _diverged(cfg, epoch, bad_step, step, d: Dist, loss, ckpt_path: Path):

@@ -25,6 +25,7 @@ from torch import nn
 from torchvision import transforms
 
 from lifestudy.errors import ConfigError
+from lifestudy.tasks import memory
 from lifestudy.tasks.base import Task, register_task
 from lifestudy.weights import unwrap
 
@@ -152,12 +153,14 @@ class Classification(Task):
 
     headline_metric = "top1"
     shard_eval = True  # torchmetrics metrics synchronise across processes
+    collate_fn = staticmethod(memory.collate)  # batches of the in-memory path pass through
 
     def __init__(self):
         self.mixup = None
         self.train_loss_fn: nn.Module | None = None
         self.teacher: nn.Module | None = None
         self.alpha = 0.5
+        self.pipeline = "pil"  # "memory" when build_datasets holds the data as tensors
 
     def build_model(self, cfg, spec) -> nn.Module:
         model = build_classifier(
@@ -171,20 +174,34 @@ class Classification(Task):
         return model
 
     def build_datasets(self, cfg, spec):
+        """``(train, test)``. Small in-memory datasets (digits, Fashion-MNIST, CIFAR) without
+        RandAugment are held as tensors and augmented a batch at a time
+        (:mod:`lifestudy.tasks.memory`); anything else goes through the PIL transforms."""
         from lifestudy.data import build_dataset
 
-        train_tf = classification_transforms(cfg.recipe, spec, cfg.img_size, train=True)
-        eval_tf = classification_transforms(cfg.recipe, spec, cfg.img_size, train=False)
-        train_ds = build_dataset(
-            cfg.data, "train", root=cfg.root, transform=train_tf, subset_per_class=cfg.subset, seed=cfg.seed
-        )
-        eval_ds = build_dataset(cfg.data, "test", root=cfg.root, transform=eval_tf)
+        train_raw = build_dataset(cfg.data, "train", root=cfg.root, subset_per_class=cfg.subset, seed=cfg.seed)
+        eval_raw = build_dataset(cfg.data, "test", root=cfg.root)
         n = cfg.recipe.get("eval_subset")
-        if n and n < len(eval_ds):
-            # A fixed, class-mixed slice of the test set (same for every run and seed).
-            idx = torch.randperm(len(eval_ds), generator=torch.Generator().manual_seed(0))[:n]
-            eval_ds = torch.utils.data.Subset(eval_ds, sorted(idx.tolist()))
-        return train_ds, eval_ds
+        # A fixed, class-mixed slice of the test set (same for every run and seed).
+        eval_idx = None
+        if n and n < len(eval_raw):
+            eval_idx = sorted(torch.randperm(len(eval_raw), generator=torch.Generator().manual_seed(0))[:n].tolist())
+        if memory.can_hold(train_raw, cfg.recipe, cfg.img_size, SMALL_IMAGE):
+            self.pipeline = "memory"
+            r = cfg.recipe
+            to_size = _to_size(spec, cfg.img_size)
+            augment = memory.BatchAugment(spec.mean, spec.std, r["crop_padding"], r["hflip"], r["reprob"])
+            train_ds = memory.tensor_images(train_raw, to_size, spec, augment)
+            if eval_idx is not None:
+                eval_raw = torch.utils.data.Subset(eval_raw, eval_idx)
+            return train_ds, memory.tensor_images(eval_raw, to_size, spec, None)
+        self.pipeline = "pil"
+        for split, train in ((train_raw, True), (eval_raw, False)):  # a subset's base dataset
+            getattr(split, "dataset", split).transform = classification_transforms(
+                cfg.recipe, spec, cfg.img_size, train=train)
+        if eval_idx is not None:
+            eval_raw = torch.utils.data.Subset(eval_raw, eval_idx)
+        return train_raw, eval_raw
 
     def prepare(self, model, cfg, spec, device) -> None:
         from timm.data import Mixup
