@@ -36,8 +36,13 @@ def toc_files():
 
 
 def test_toc_lists_every_chapter_in_order():
+    """Every chapter once, in the book's order: that of ``profiles.CHAPTERS`` (chapter 10,
+    the locality peers, reads chapter 2's runs and stands after chapter 4)."""
+    from lifestudy.profiles import CHAPTERS
+
     chapters = [f for f in toc_files() if f.startswith("chapters/")]
-    assert chapters == [f"chapters/{n}" for n in NAMES]
+    assert sorted(chapters) == [f"chapters/{n}" for n in NAMES]
+    assert chapters == [f"chapters/{n}" for n in CHAPTERS if n in NAMES]
 
 
 def test_config_executes_nothing_and_bundles_mathjax():

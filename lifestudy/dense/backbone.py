@@ -114,7 +114,7 @@ def patch_grid(model: nn.Module, H: int, W: int) -> tuple[int, int]:
             f"image size {H}x{W} is not divisible by the backbone's stride {sh}x{sw}; "
             f"resize or crop to a multiple of it (e.g. --img-size {H // sh * sh or sh} {W // sw * sw or sw})"
         )
-    if _is_swin(model):
+    if is_swin(model):
         return H // sh, W // sw
     gh, gw = embed_grid(model.patch_embed, (H, W))
     return int(gh), int(gw)

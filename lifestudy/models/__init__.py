@@ -8,6 +8,10 @@ ResNet-18/50 baselines are timm's own ``resnet18`` / ``resnet50``.
 """
 
 from lifestudy.models import t2t_vit, vit  # noqa: F401  (registration side effects)
+from lifestudy.models import spt_lsa  # noqa: F401  (SPT + LSA peer)
+from lifestudy.models import localvit  # noqa: F401  (LocalViT peer)
+from lifestudy.models import cvt_proj  # noqa: F401  (CvT convolutional-projection peer)
+from lifestudy.models import convit  # noqa: F401  (ConViT at the study size)
 from lifestudy.models.t2t_vit import T2TEmbed
 
 __all__ = ["LIFE_MODELS", "BASELINES", "T2TEmbed", "life_twin", "baseline_of"]
