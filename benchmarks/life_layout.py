@@ -145,6 +145,10 @@ def lifestudy_layout(m, x, gh, gw):
     return m(x, (gh, gw))
 
 
+def reference(m, x, gh, gw):
+    return m.forward_reference(x, (gh, gw))
+
+
 def pw_only(m, x, gh, gw):
     y = m.proj(x)
     scales = [y]
@@ -156,9 +160,9 @@ def pw_only(m, x, gh, gw):
 
 VARIANTS = {
     "official": official, "nchw": nchw, "pw_all_tokens": pw_all_tokens, "native_dw": native_dw,
-    "lifestudy": lifestudy_layout, "pw_only": pw_only, "no_5x5": no_5x5,
+    "lifestudy": lifestudy_layout, "reference": reference, "pw_only": pw_only, "no_5x5": no_5x5,
 }
-EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy")
+EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy", "reference")
 
 
 class _Layout(nn.Module):
