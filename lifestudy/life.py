@@ -36,14 +36,19 @@ Where we differ from the official code (and why):
   number of prefix tokens and any ``gh x gw`` grid;
 - for the auxiliary token its K concatenates the scale-1 key three times (a slip: Q and V take
   scales 1, 2, 3); we follow the paper: every token's K is ``[k_1 | k_2 | k_3]``;
-- the arithmetic is laid out for speed: prefix and patch tokens are split once into two
-  streams; the patch stream stays a contiguous (B, gh*gw, C') tensor, which is a channels-last
-  image the depthwise convs read and write without copies, the pointwise convs are matmuls over
-  tokens, and each stream is concatenated once into the q|k|v layout (the official code slices
-  and concatenates per part, and its NCHW convs are several times slower on CPU; see
-  ``benchmarks/life_layout.py``); on CPU the depthwise convs' backward pass goes around
-  oneDNN's slow weight gradient for kernels wider than 3 (:class:`DepthwiseConv2d`). The
-  function computed is the same.
+- the arithmetic is laid out for speed: the whole module is one autograd function
+  (:class:`_LIFEFunction`) with a hand-written backward pass. Prefix and patch tokens run as
+  two streams of dense matrices; the patch stream is a channels-last image the depthwise
+  convs read and write without copies, the pointwise convs are matmuls, and each scale's
+  output is copied once into its slots of the q|k|v layout (the official code slices and
+  concatenates per part, and its NCHW convs are several times slower on CPU). For backward it
+  saves its input, its output (attention saves q, k, v, views of it, anyway) and the last
+  depthwise conv's output, and recomputes the other convs: its training activations stay
+  within a few per cent of a plain ``qkv``'s. On CPU the depthwise convs' backward pass goes
+  around oneDNN's slow weight gradient for kernels wider than 3 (:func:`_depthwise_backward`).
+  :meth:`LIFE.forward_reference` keeps the previous eager path (modules and autograd); the
+  tests hold the two to the same outputs and gradients, and ``benchmarks/life_layout.py``
+  times both. The function computed is the same.
 """
 
 from __future__ import annotations
@@ -207,7 +212,7 @@ def _matmul_t(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
 def _life_forward(
     x: torch.Tensor, P: int, gh: int, gw: int, paddings: tuple[tuple[int, int], ...],
     proj_w: torch.Tensor, proj_b: torch.Tensor | None, dw_ws: Sequence[torch.Tensor], pw_ws: Sequence[torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """LIFE's function in two token streams, each a dense (rows, C') matrix per scale: the
     patch stream (B*gh*gw rows, row-major grid order per image: a channels-last image the
     depthwise convs read and write without a copy) and the prefix stream (B*P rows, the
@@ -244,11 +249,13 @@ def _life_forward(
 class _LIFEFunction(torch.autograd.Function):
     """:func:`_life_forward` with a hand-written backward pass.
 
-    It saves the input and the output only (the output is what attention saves anyway: q, k
-    and v are views of it), so LIFE's training activations are those of a plain ``qkv``. The
-    backward pass recomputes each depthwise conv from its input (a slice of the output;
-    cheap next to the matmuls), then runs the cascade backwards, per scale two matmuls per
-    stream and one depthwise backward pass (:func:`_depthwise_backward`).
+    It saves its input (as a plain ``qkv`` Linear does), its output (what attention saves
+    anyway: q, k and v are views of it) and the last depthwise conv's output (the 5x5's by
+    default: about 6 % of a DeiT block's activations); the other convs' outputs are
+    recomputed from their inputs, which are slices of the output. The backward pass then runs
+    the cascade backwards: per scale a weight-gradient and an input-gradient matmul per
+    stream and one depthwise backward pass (:func:`_depthwise_backward`); scale 1's gradient
+    is assembled in token order, so the input gradient needs no concatenation.
     """
 
     @staticmethod
@@ -312,6 +319,19 @@ class _LIFEFunction(torch.autograd.Function):
         grad_proj_w = dy.t().mm(x.reshape(B * N, C)) if need[5] else None
         grad_proj_b = dy.sum(0) if need[6] and has_bias else None
         return (grad_x, None, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
+
+
+def _life_qkv(
+    x: torch.Tensor, P: int, gh: int, gw: int, paddings: tuple[tuple[int, int], ...], params: list
+) -> torch.Tensor:
+    """LIFE's q|k|v from ``params`` = (proj weight, proj bias, depthwise weights..., pointwise
+    weights...): :class:`_LIFEFunction` when a gradient is needed, else :func:`_life_forward`'s
+    plain torch ops (an inference pass; or a ``torch.jit`` trace, which fvcore's MAC count reads)."""
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params))
+    if needs_grad and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+        return _LIFEFunction.apply(x, P, gh, gw, paddings, *params)
+    S = len(params) // 2
+    return _life_forward(x, P, gh, gw, paddings, params[0], params[1], params[2:1 + S], params[1 + S:])[0]
 
 
 class LIFE(nn.Module):
@@ -413,28 +433,16 @@ class LIFE(nn.Module):
         return self.norm(qkv.view(B, N, 3, C)).view(B, N, 3 * C)
 
     def _qkv(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
-        """q|k|v before ``norm``: :func:`_life_forward`, through :class:`_LIFEFunction` when a
-        gradient is needed."""
+        """q|k|v before ``norm`` (:func:`_life_qkv`)."""
         params = [self.proj.weight, self.proj.bias, *(m.weight for m in self.dw), *(m.weight for m in self.pw)]
         paddings = tuple(m.padding for m in self.dw)
-        P = self.num_prefix_tokens
         device = x.device.type
         if torch.is_autocast_enabled(device):  # autocast would cast every op's inputs: cast them once
             dtype = torch.get_autocast_dtype(device)
-            x = x.to(dtype)
             params = [p if p is None else p.to(dtype) for p in params]
             with torch.autocast(device, enabled=False):
-                return self._qkv_of(x, gh, gw, P, paddings, params)
-        return self._qkv_of(x, gh, gw, P, paddings, params)
-
-    @staticmethod
-    def _qkv_of(x, gh, gw, P, paddings, params):
-        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params if p is not None))
-        if needs_grad and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
-            return _LIFEFunction.apply(x, P, gh, gw, paddings, *params)
-        # plain torch ops (an inference forward; or a trace, which fvcore's MAC count reads)
-        S = len(params) // 2
-        return _life_forward(x, P, gh, gw, paddings, params[0], params[1], params[2:1 + S], params[1 + S:])[0]
+                return _life_qkv(x.to(dtype), self.num_prefix_tokens, gh, gw, paddings, params)
+        return _life_qkv(x, self.num_prefix_tokens, gh, gw, paddings, params)
 
     def forward_reference(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
         """:meth:`forward` as it was computed before :class:`_LIFEFunction`: the same function
