@@ -309,7 +309,7 @@ class _LIFEFunction(torch.autograd.Function):
                     dya = dya.mm(pw_w).add_(grads_a[s - 1])
             else:  # scale 1's gradient in token order, as x is
                 dy = grad_image.new_empty(B, N, 3 * widths[0])
-                torch.add(_tokens(grad_image), grads_p[0].view(B, G, -1), out=dy[:, P:])
+                dy[:, P:].copy_(_tokens(grad_image)).add_(grads_p[0].view(B, G, -1))
                 if P:
                     dy[:, :P].copy_(torch.addmm(grads_a[0], dya, pw_w).view(B, P, -1))
         if S == 1:
