@@ -222,12 +222,12 @@ def _life_forward(
     B, N, C = x.shape
     G = gh * gw
     out = x.new_empty(B, N, 3, C)
-    if P:  # the patch tokens are strided rows of x: a batched matmul reads them in place
-        w = proj_w.t().expand(B, C, proj_w.shape[0])
+    if P and not torch.jit.is_tracing():  # patch tokens are strided rows of x: a batched matmul reads them
+        w = proj_w.t().expand(B, C, proj_w.shape[0])  # in place (fvcore's trace counts addmm, not baddbmm)
         yp = (torch.bmm(x[:, P:], w) if proj_b is None else torch.baddbmm(proj_b, x[:, P:], w)).view(B * G, -1)
-        ya = _matmul_t(x[:, :P].reshape(B * P, C), proj_w, proj_b)
     else:
-        yp, ya = _matmul_t(x.reshape(B * G, C), proj_w, proj_b), None
+        yp = _matmul_t(x[:, P:].reshape(B * G, C), proj_w, proj_b)
+    ya = _matmul_t(x[:, :P].reshape(B * P, C), proj_w, proj_b) if P else None
     conv = None
     offset = 0
     for s in range(len(pw_ws) + 1):
