@@ -10,10 +10,14 @@ depthwise convs and the grouping of matmuls differ:
 - ``nchw``: as ``lifestudy`` but the depthwise convs in NCHW (a transpose copy each way);
 - ``pw_all_tokens``: channels-last depthwise convs, but the prefix tokens are concatenated back
   in front of the patch tokens before every pointwise matmul (one matmul over all tokens);
-- ``lifestudy``: what :class:`LIFE` does (two streams split once, the patch stream a
-  channels-last image throughout, one concatenation per stream, and the depthwise backward
-  pass of :class:`lifestudy.life.DepthwiseConv2d`);
-- ``native_dw``: as ``lifestudy`` but with PyTorch's own depthwise backward pass (oneDNN's
+- ``lifestudy``: what :class:`LIFE` does: one autograd function per module
+  (``lifestudy.life._LIFEFunction``): two token streams, the patch stream a channels-last image
+  throughout, each scale copied once into its q|k|v slots, a hand-written backward pass that
+  saves the input, the output and the last depthwise conv's output and recomputes the rest;
+- ``reference``: :meth:`LIFE.forward_reference`, LIFE's previous eager path (the modules' own
+  forward passes, two streams concatenated per scale, autograd's backward pass, and the
+  depthwise backward pass of :class:`lifestudy.life.DepthwiseConv2d`);
+- ``native_dw``: as ``reference`` but with PyTorch's own depthwise backward pass (oneDNN's
   generic grouped kernel for the 5x5 weight gradient; what ``DepthwiseConv2d`` goes around);
 - ``pw_only`` / ``no_5x5``: lower bounds: LIFE's three cascaded matmuls alone, and LIFE with
   the 5x5 depthwise conv replaced by a 3x3 one (not LIFE; it isolates the cost of the 5x5).
@@ -21,7 +25,10 @@ depthwise convs and the grouping of matmuls differ:
 Each is timed in a timm ViT block (attention + MLP, forward and backward) against the block
 with timm's plain ``qkv`` Linear; variants are interleaved, in alternating order, and the
 median of the per-round ratios is reported (CPU time with one thread, so that other jobs on
-a shared machine disturb it less; ``--wall`` for wall-clock time).
+a shared machine disturb it less; ``--wall`` for wall-clock time). ``ops`` is the number of
+operator calls of one block's training step (forward and backward) as ``torch.profiler``
+records them: ATen operators called from Python or from autograd, views excluded (on a GPU
+each is at least one kernel launch, which is what bounds LIFE there).
 
     python benchmarks/life_layout.py --rounds 40            # DeiT-T block, 8x8 grid, batch 64
     python benchmarks/life_layout.py --dim 192 --grid 16 16 --rounds 20
@@ -145,6 +152,10 @@ def lifestudy_layout(m, x, gh, gw):
     return m(x, (gh, gw))
 
 
+def reference(m, x, gh, gw):
+    return m.forward_reference(x, (gh, gw))
+
+
 def pw_only(m, x, gh, gw):
     y = m.proj(x)
     scales = [y]
@@ -156,9 +167,9 @@ def pw_only(m, x, gh, gw):
 
 VARIANTS = {
     "official": official, "nchw": nchw, "pw_all_tokens": pw_all_tokens, "native_dw": native_dw,
-    "lifestudy": lifestudy_layout, "pw_only": pw_only, "no_5x5": no_5x5,
+    "lifestudy": lifestudy_layout, "reference": reference, "pw_only": pw_only, "no_5x5": no_5x5,
 }
-EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy")
+EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy", "reference")
 
 
 class _Layout(nn.Module):
@@ -168,6 +179,31 @@ class _Layout(nn.Module):
 
     def forward(self, x):
         return self.fn(self.life, x, *self.grid)
+
+
+#: ATen operators that only make views or empty tensors (no kernel, no copy of their own)
+VIEW_OPS = frozenset(
+    f"aten::{name}" for name in (
+        "view", "_unsafe_view", "reshape", "_reshape_alias", "slice", "select", "narrow", "t", "transpose",
+        "permute", "unflatten", "flatten", "unbind", "split", "split_with_sizes", "chunk", "alias", "expand",
+        "expand_as", "as_strided", "unsqueeze", "squeeze", "detach", "empty", "empty_like", "empty_strided",
+        "new_empty", "resize_", "contiguous", "lift_fresh", "result_type",
+    )
+)
+
+
+def operator_calls(step) -> int:
+    """Operator calls of one ``step()``: the ATen operators that Python code or autograd calls
+    directly (not those an operator calls inside itself), views and empty tensors excluded."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return sum(
+        1 for e in prof.events()
+        if e.name.startswith("aten::") and e.name not in VIEW_OPS
+        and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+    )
 
 
 def main() -> None:
@@ -209,6 +245,7 @@ def main() -> None:
     steps = {k: (lambda b=b: b(x).backward(g)) for k, b in blocks.items()}
     for step in steps.values():
         step()
+    ops = {k: operator_calls(step) for k, step in steps.items()}
     times: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(args.rounds):
         order = list(steps) if r % 2 == 0 else list(steps)[::-1]
@@ -218,14 +255,15 @@ def main() -> None:
             times[k].append(clock() - t)
     base_t = times["timm qkv"]
     result = {
-        k: {"ms": 1e3 * statistics.median(v), "ratio": statistics.median([b / t for b, t in zip(base_t, v)])}
+        k: {"ms": 1e3 * statistics.median(v), "ratio": statistics.median([b / t for b, t in zip(base_t, v)]),
+            "ratio_min": min(b / t for b, t in zip(base_t, v)), "ops": ops[k]}
         for k, v in times.items()
     }
     print(f"block: C={C}, heads={args.heads}, grid {gh}x{gw}, {P} prefix, batch {B}, "
           f"{args.threads} thread(s), {args.rounds} rounds, {'wall' if args.wall else 'CPU'} time")
-    print(f"{'layout':16s} {'ms/step':>8s} {'throughput vs timm qkv':>24s}")
+    print(f"{'layout':16s} {'ms/step':>8s} {'throughput vs timm qkv':>24s} {'ops':>5s}")
     for k, r in result.items():
-        print(f"{k:16s} {r['ms']:8.1f} {r['ratio']:24.3f}")
+        print(f"{k:16s} {r['ms']:8.1f} {r['ratio']:24.3f} {r['ops']:5d}")
     if args.json:
         from lifestudy.records import provenance, write_json_atomic
 

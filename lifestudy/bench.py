@@ -12,7 +12,10 @@ What is measured:
 - ``train``: images/s of a full optimisation step (forward, cross-entropy, backward, AdamW
   step) on random data of the given size; ``infer``: images/s of an eval-mode forward under
   ``torch.inference_mode``. On CUDA every timed block ends with a synchronisation.
-  ``compile=True`` times both models under ``torch.compile`` (compiled in the warm-up steps).
+  ``compile=True`` times both models under ``torch.compile`` (compiled in the warm-up steps);
+  ``life_reference=True`` runs the LIFE models through :meth:`lifestudy.life.LIFE.forward_reference`
+  (LIFE's previous eager path: modules and autograd) instead of its autograd function, for
+  before/after comparisons.
 - memory: ``activation_mb`` is the size of the tensors autograd keeps for backward in one
   training forward pass (unique storages, parameters excluded; counted with
   ``torch.autograd.graph.saved_tensors_hooks``, in eager mode) — exact and device-independent,
@@ -58,6 +61,7 @@ class BenchConfig:
     steps: int | None = None  # steps per timed sample (None: 1 on CPU, 10 on CUDA)
     clock: str = "wall"  # "wall", or "cpu": process CPU time (CPU only; steadier on a shared machine)
     compile: bool = False  # time both models under torch.compile (the warm-up steps compile)
+    life_reference: bool = False  # LIFE through LIFE.forward_reference (its previous eager path)
     seed: int = 0
 
 
@@ -115,6 +119,11 @@ class _Runner:
         self.name = name
         self.dev = dev
         self.model = timm.create_model(name, num_classes=cfg.num_classes, img_size=tuple(cfg.img_size)).to(dev)
+        if cfg.life_reference:
+            from lifestudy.life import life_modules
+
+            for m in life_modules(self.model):
+                m.forward = m.forward_reference
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         g = torch.Generator().manual_seed(cfg.seed)

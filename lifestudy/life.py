@@ -40,14 +40,19 @@ Where we differ from the official code (and why):
   number of prefix tokens and any ``gh x gw`` grid;
 - for the auxiliary token its K concatenates the scale-1 key three times (a slip: Q and V take
   scales 1, 2, 3); we follow the paper: every token's K is ``[k_1 | k_2 | k_3]``;
-- the arithmetic is laid out for speed: prefix and patch tokens are split once into two
-  streams; the patch stream stays a contiguous (B, gh*gw, C') tensor, which is a channels-last
-  image the depthwise convs read and write without copies, the pointwise convs are matmuls over
-  tokens, and each stream is concatenated once into the q|k|v layout (the official code slices
-  and concatenates per part, and its NCHW convs are several times slower on CPU; see
-  ``benchmarks/life_layout.py``); on CPU the depthwise convs' backward pass goes around
-  oneDNN's slow weight gradient for kernels wider than 3 (:class:`DepthwiseConv2d`). The
-  function computed is the same.
+- the arithmetic is laid out for speed: the whole module is one autograd function
+  (:class:`_LIFEFunction`) with a hand-written backward pass. Prefix and patch tokens run as
+  two streams of dense matrices; the patch stream is a channels-last image the depthwise
+  convs read and write without copies, the pointwise convs are matmuls, and each scale's
+  output is copied once into its slots of the q|k|v layout (the official code slices and
+  concatenates per part, and its NCHW convs are several times slower on CPU). For backward it
+  saves its input, its output (attention saves q, k, v, views of it, anyway) and the last
+  depthwise conv's output, and recomputes the other convs: its training activations stay
+  within a few per cent of a plain ``qkv``'s. On CPU the depthwise convs' backward pass goes
+  around oneDNN's slow weight gradient for kernels wider than 3 (:func:`_depthwise_backward`).
+  :meth:`LIFE.forward_reference` keeps the previous eager path (modules and autograd); the
+  tests hold the two to the same outputs and gradients, and ``benchmarks/life_layout.py``
+  times both. The function computed is the same.
 """
 
 from typing import Sequence
@@ -102,23 +107,8 @@ class _DepthwiseConvCPU(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        ph, pw = ctx.padding
-        C, kw = x.shape[1], weight.shape[-1]
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = F.conv2d(grad, weight.flip((-2, -1)), padding=(ph, pw), groups=C)
-        if ctx.needs_input_grad[1]:
-            strips, done = [], 0
-            for start in sorted({min(t, kw - 3) for t in range(0, kw, 3)}):
-                # taps start..start+2 of a kernel row read input columns (output column + tap - pw)
-                left = pw - start
-                g = torch.ops.aten.convolution_backward(
-                    grad, F.pad(x, (left, 2 - left)), weight[..., start:start + 3], None,
-                    (1, 1), (ph, 0), (1, 1), False, (0, 0), C, (False, True, False),
-                )[1]
-                strips.append(g[..., done - start:])  # the last strip may overlap the one before
-                done = start + 3
-            grad_w = torch.cat(strips, dim=-1)
+        grad_x = _depthwise_grad_input(grad, weight, ctx.padding) if ctx.needs_input_grad[0] else None
+        grad_w = _depthwise_grad_weight_strips(grad, x, weight, ctx.padding) if ctx.needs_input_grad[1] else None
         return grad_x, grad_w, None
 
 
@@ -156,6 +146,201 @@ class DepthwiseConv2d(nn.Conv2d):
 
 
 register_notrace_module(DepthwiseConv2d)
+
+
+# --------------------------------------------------------------------------------------------
+# LIFE's compute: one autograd function over a whole module
+
+
+def _depthwise_grad_input(grad: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """Input gradient of a stride-1 "same" depthwise conv: the forward conv of ``grad`` with
+    the flipped kernel."""
+    return F.conv2d(grad, weight.flip((-2, -1)), padding=padding, groups=grad.shape[1])
+
+
+def _depthwise_grad_weight_strips(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]
+) -> torch.Tensor:
+    """Weight gradient of a stride-1 "same" depthwise conv, in column strips at most 3 wide
+    (each on oneDNN's fast depthwise path; see :class:`_DepthwiseConvCPU`)."""
+    ph, pw = padding
+    C, kw = x.shape[1], weight.shape[-1]
+    strips, done = [], 0
+    for start in sorted({min(t, kw - 3) for t in range(0, kw, 3)}):
+        # taps start..start+2 of a kernel row read input columns (output column + tap - pw)
+        left = pw - start
+        g = torch.ops.aten.convolution_backward(
+            grad, F.pad(x, (left, 2 - left)), weight[..., start:start + 3], None,
+            (1, 1), (ph, 0), (1, 1), False, (0, 0), C, (False, True, False),
+        )[1]
+        strips.append(g[..., done - start:])  # the last strip may overlap the one before
+        done = start + 3
+    return torch.cat(strips, dim=-1)
+
+
+def _depthwise_backward(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int],
+    need_input: bool, need_weight: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(input gradient, weight gradient) of ``F.conv2d(x, weight, padding=padding, groups=C)``
+    (stride 1, "same"). On CPU the input gradient is the flipped kernel's forward conv (faster
+    in oneDNN than its backward-data pass, 3x3 included), and kernels wider than 3 take their
+    weight gradient in strips (:func:`_depthwise_grad_weight_strips`)."""
+    if x.device.type != "cpu":
+        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad, x, weight, None, (1, 1), padding, (1, 1), False, (0, 0), x.shape[1],
+            (need_input, need_weight, False),
+        )
+        return grad_x, grad_w
+    grad_x = _depthwise_grad_input(grad, weight, padding) if need_input else None
+    grad_w = None
+    if need_weight and weight.shape[-1] > 3:
+        grad_w = _depthwise_grad_weight_strips(grad, x, weight, padding)
+    elif need_weight:
+        grad_w = torch.ops.aten.convolution_backward(
+            grad, x, weight, None, (1, 1), padding, (1, 1), False, (0, 0), x.shape[1], (False, True, False),
+        )[1]
+    return grad_x, grad_w
+
+
+def _image(tokens: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """Patch tokens (B, gh*gw, C') as the channels-last image (B, C', gh, gw) they are (a view)."""
+    return tokens.unflatten(1, (gh, gw)).permute(0, 3, 1, 2)
+
+
+def _tokens(image: torch.Tensor) -> torch.Tensor:
+    """A (channels-last) image (B, C', gh, gw) as tokens (B, gh*gw, C') (a view when channels-last)."""
+    return image.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+def _matmul_t(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ weight.T (+ bias)`` for a 2-d ``a``: ``F.linear`` without its reshapes."""
+    return torch.mm(a, weight.t()) if bias is None else torch.addmm(bias, a, weight.t())
+
+
+def _life_forward(
+    x: torch.Tensor, P: int, gh: int, gw: int, paddings: tuple[tuple[int, int], ...],
+    proj_w: torch.Tensor, proj_b: torch.Tensor | None, dw_ws: Sequence[torch.Tensor], pw_ws: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """LIFE's function in two token streams, each a dense (rows, C') matrix per scale: the
+    patch stream (B*gh*gw rows, row-major grid order per image: a channels-last image the
+    depthwise convs read and write without a copy) and the prefix stream (B*P rows, the
+    pointwise path only). Each scale is one matmul per stream, copied once into its slots
+    of the q|k|v layout. Returns (q|k|v as (B, N, 3C), the last depthwise conv's output as
+    a (B*gh*gw, C') matrix)."""
+    B, N, C = x.shape
+    G = gh * gw
+    out = x.new_empty(B, N, 3, C)
+    if P and not torch.jit.is_tracing():  # patch tokens are strided rows of x: a batched matmul reads them
+        w = proj_w.t().expand(B, C, proj_w.shape[0])  # in place (fvcore's trace counts addmm, not baddbmm)
+        yp = (torch.bmm(x[:, P:], w) if proj_b is None else torch.baddbmm(proj_b, x[:, P:], w)).view(B * G, -1)
+    else:
+        yp = _matmul_t(x[:, P:].reshape(B * G, C), proj_w, proj_b)
+    ya = _matmul_t(x[:, :P].reshape(B * P, C), proj_w, proj_b) if P else None
+    conv = None
+    offset = 0
+    for s in range(len(pw_ws) + 1):
+        if s:
+            image = _image(yp.view(B, G, -1), gh, gw)
+            conv = F.conv2d(image, dw_ws[s - 1], padding=paddings[s - 1], groups=image.shape[1])
+            conv = _tokens(conv).reshape(B * G, -1)
+            yp = _matmul_t(conv, pw_ws[s - 1])
+            ya = _matmul_t(ya, pw_ws[s - 1]) if P else None
+        # [q_s | k_s | v_s] -> scale s's slots of [q_1 q_2 q_3 | k_1 k_2 k_3 | v_1 v_2 v_3]
+        width = yp.shape[1] // 3
+        out[:, P:, :, offset:offset + width].copy_(yp.view(B, G, 3, width))
+        if P:
+            out[:, :P, :, offset:offset + width].copy_(ya.view(B, P, 3, width))
+        offset += width
+    return out.view(B, N, 3 * C), conv
+
+
+class _LIFEFunction(torch.autograd.Function):
+    """:func:`_life_forward` with a hand-written backward pass.
+
+    It saves its input (as a plain ``qkv`` Linear does), its output (what attention saves
+    anyway: q, k and v are views of it) and the last depthwise conv's output (the 5x5's by
+    default: about 6 % of a DeiT block's activations); the other convs' outputs are
+    recomputed from their inputs, which are slices of the output. The backward pass then runs
+    the cascade backwards: per scale a weight-gradient and an input-gradient matmul per
+    stream and one depthwise backward pass (:func:`_depthwise_backward`); scale 1's gradient
+    is assembled in token order, so the input gradient needs no concatenation.
+    """
+
+    @staticmethod
+    def forward(ctx, x, P, gh, gw, paddings, proj_w, proj_b, *weights):
+        S = len(weights) // 2 + 1
+        out, last_conv = _life_forward(x, P, gh, gw, paddings, proj_w, proj_b, weights[:S - 1], weights[S - 1:])
+        ctx.save_for_backward(x, out, last_conv, proj_w, *weights)
+        ctx.geometry = (x.shape, P, gh, gw, paddings, proj_b is not None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, out, last_conv, proj_w, *weights = ctx.saved_tensors
+        (B, N, C), P, gh, gw, paddings, has_bias = ctx.geometry
+        G, S = gh * gw, len(weights) // 2 + 1
+        dw_ws, pw_ws = weights[:S - 1], weights[S - 1:]
+        need = ctx.needs_input_grad
+        need_dw, need_pw = need[7:7 + S - 1], need[7 + S - 1:]
+        widths = [w.shape[0] // 3 for w in (proj_w, *pw_ws)]  # channels of each of q, k, v per scale
+        offsets = [sum(widths[:s]) for s in range(S + 1)]
+        # each scale's part of the gradient, per stream, as a (rows, 3 C_s) matrix
+        grad = grad.reshape(B, N, 3, C)
+        if len(set(widths)) == 1:  # one copy per stream for every scale
+            grad = grad.view(B, N, 3, S, widths[0]).transpose(2, 3)
+            grads_p = grad[:, P:].reshape(B * G, S, 3 * widths[0]).unbind(1)
+            grads_a = grad[:, :P].reshape(B * P, S, 3 * widths[0]).unbind(1)
+        else:
+            grads_p = [grad[:, P:, :, offsets[s]:offsets[s + 1]].reshape(B * G, 3 * widths[s]) for s in range(S)]
+            grads_a = [grad[:, :P, :, offsets[s]:offsets[s + 1]].reshape(B * P, 3 * widths[s]) for s in range(S)]
+        ys = out.view(B, N, 3, C)
+        grad_dw, grad_pw = [None] * (S - 1), [None] * (S - 1)
+        dyp, dya = grads_p[-1], grads_a[-1]
+        for s in range(S - 1, 0, -1):  # scale s = pw(dw(scale s - 1))
+            weight, padding, pw_w = dw_ws[s - 1], paddings[s - 1], pw_ws[s - 1]
+            y = ys[..., offsets[s - 1]:offsets[s]]
+            image = _image(y[:, P:].reshape(B, G, -1), gh, gw)  # the conv's input, recomputed
+            if need_pw[s - 1]:
+                conv = last_conv if s == S - 1 else _tokens(
+                    F.conv2d(image, weight, padding=padding, groups=image.shape[1])
+                ).reshape(B * G, -1)
+                grad_pw[s - 1] = dyp.t().mm(conv)
+                if P:
+                    grad_pw[s - 1].addmm_(dya.t(), y[:, :P].reshape(B * P, 3 * widths[s - 1]))
+            grad_image, grad_dw[s - 1] = _depthwise_backward(
+                _image(dyp.mm(pw_w).view(B, G, -1), gh, gw), image, weight, padding, True, need_dw[s - 1],
+            )
+            if s > 1:
+                dyp = _tokens(grad_image).reshape(B * G, -1).add_(grads_p[s - 1])
+                if P:
+                    dya = dya.mm(pw_w).add_(grads_a[s - 1])
+            else:  # scale 1's gradient in token order, as x is
+                dy = grad_image.new_empty(B, N, 3 * widths[0])
+                dy[:, P:].copy_(_tokens(grad_image)).add_(grads_p[0].view(B, G, -1))
+                if P:
+                    dy[:, :P].copy_(torch.addmm(grads_a[0], dya, pw_w).view(B, P, -1))
+        if S == 1:
+            dy = grad.reshape(B, N, 3 * C)
+        dy = dy.view(B * N, -1)
+        grad_x = dy.mm(proj_w).view(B, N, C) if need[0] else None
+        grad_proj_w = dy.t().mm(x.reshape(B * N, C)) if need[5] else None
+        grad_proj_b = dy.sum(0) if need[6] and has_bias else None
+        return (grad_x, None, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
+
+
+def _life_qkv(
+    x: torch.Tensor, P: int, gh: int, gw: int, paddings: tuple[tuple[int, int], ...], params: list
+) -> torch.Tensor:
+    """LIFE's q|k|v from ``params`` = (proj weight, proj bias, depthwise weights..., pointwise
+    weights...): :class:`_LIFEFunction` when a gradient is needed, else :func:`_life_forward`'s
+    plain torch ops (an inference pass; or a ``torch.jit`` trace, which fvcore's MAC count reads)."""
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params))
+    if needs_grad and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+        return _LIFEFunction.apply(x, P, gh, gw, paddings, *params)
+    S = len(params) // 2
+    return _life_forward(x, P, gh, gw, paddings, params[0], params[1], params[2:1 + S], params[1 + S:])[0]
 
 
 class LIFE(nn.Module):
@@ -277,6 +462,29 @@ class LIFE(nn.Module):
             x: prefix tokens first, then the patch tokens in row-major grid order.
             grid_size: the patch grid (gh, gw); None uses the grid recorded on the module.
         """
+        B, N, C = x.shape
+        gh, gw = self._grid(N, grid_size)
+        qkv = self._qkv(x, gh, gw)
+        if isinstance(self.norm, nn.Identity):
+            return qkv
+        return self.norm(qkv.view(B, N, 3, C)).view(B, N, 3 * C)
+
+    def _qkv(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+        """q|k|v before ``norm`` (:func:`_life_qkv`)."""
+        params = [self.proj.weight, self.proj.bias, *(m.weight for m in self.dw), *(m.weight for m in self.pw)]
+        paddings = tuple(m.padding for m in self.dw)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # autocast would cast every op's inputs: cast them once
+            dtype = torch.get_autocast_dtype(device)
+            params = [p if p is None else p.to(dtype) for p in params]
+            with torch.autocast(device, enabled=False):
+                return _life_qkv(x.to(dtype), self.num_prefix_tokens, gh, gw, paddings, params)
+        return _life_qkv(x, self.num_prefix_tokens, gh, gw, paddings, params)
+
+    def forward_reference(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """:meth:`forward` as it was computed before :class:`_LIFEFunction`: the same function
+        from the modules' own forward passes, two token streams and autograd's backward pass.
+        Kept as the reference the tests and ``benchmarks/life_layout.py`` compare against."""
         B, N, C = x.shape
         gh, gw = self._grid(N, grid_size)
         P = self.num_prefix_tokens

@@ -47,6 +47,16 @@ def test_cli_writes_the_record(tmp_path, capsys):
     assert "deit_test_patch4_32_life" in capsys.readouterr().out
 
 
+def test_life_reference_times_the_previous_path():
+    """``life_reference`` runs LIFE through forward_reference, which keeps every intermediate
+    for autograd: more activation memory than LIFE's own autograd function, same baseline."""
+    kw = dict(models=["deit_test_patch4_32"], batch_size=2, repeats=1, threads=1, num_classes=5, modes=("infer",))
+    fused = bench(BenchConfig(**kw))["results"][0]["memory"]["activation_mb"]
+    ref = bench(BenchConfig(**kw, life_reference=True))["results"][0]["memory"]["activation_mb"]
+    assert ref["baseline"] == fused["baseline"]
+    assert ref["life"] > fused["life"]
+
+
 @pytest.mark.slow
 def test_compile_times_both_models_compiled(tmp_path):
     """``--compile`` really hands both models to torch.compile (one graph each at least)."""

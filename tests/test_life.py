@@ -152,6 +152,70 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda t: m(t), (x,))
 
 
+@pytest.mark.parametrize(
+    "dim,P,grid,kw",
+    [(24, 1, (4, 4), {}), (48, 0, (3, 5), {}), (100, 2, (1, 6), {}), (7, 5, (4, 4), {"bias": False}),
+     (16, 1, (6, 5), {"kernel_sizes": (3, 3, 7)}), (12, 0, (5, 5), {"kernel_sizes": (5,), "qkv_norm": True})],
+)
+def test_fused_path_matches_the_reference_path(dim, P, grid, kw):
+    """LIFE.forward (one autograd function, hand-written backward) computes the outputs and
+    the gradients of LIFE.forward_reference (the modules' own forward passes and autograd)."""
+    m = _life(dim, P, grid, **kw)
+    x = torch.randn(3, P + grid[0] * grid[1], dim, dtype=torch.float64, requires_grad=True)
+    out, ref = m(x), m.forward_reference(x)
+    assert "LIFEFunction" in type(m._qkv(x, *grid).grad_fn).__name__
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    inputs = [x, *m.parameters()]
+    for got, want in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():  # the inference path: the same ops, no autograd function
+        torch.testing.assert_close(m(x), ref)
+    # only some inputs needing a gradient: the rest are still right
+    m.proj.weight.requires_grad_(False)
+    (gx,) = torch.autograd.grad(m(x), x, g)
+    torch.testing.assert_close(gx, torch.autograd.grad(m.forward_reference(x), x, g)[0])
+
+
+@pytest.mark.parametrize("P,grid,kw", [(1, (2, 2), {}), (0, (2, 3), {"bias": False})])
+def test_fused_backward_gradcheck(P, grid, kw):
+    """The hand-written backward pass, against finite differences in double precision, for the
+    input and every parameter (one channel per scale part keeps the Jacobian small)."""
+    m = _life(3, P, grid, **kw)
+    names = [n for n, _ in m.named_parameters()]
+    x = torch.randn(1, P + grid[0] * grid[1], 3, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *params):
+        return torch.func.functional_call(m, dict(zip(names, params)), (x,))
+
+    assert torch.autograd.gradcheck(f, (x, *m.parameters()))
+
+
+def test_fused_path_under_autocast_follows_the_reference():
+    """Under bf16 autocast every LIFE op runs in bf16, as the reference's ops would; the
+    parameters' gradients come back in their own dtype."""
+    torch.manual_seed(0)
+    m = LIFE(24, num_prefix_tokens=1, grid_size=(4, 4))
+    x = torch.randn(2, 17, 24, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, ref = m(x), m.forward_reference(x)
+    assert out.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
+    out.float().sum().backward()
+    assert m.proj.weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+
+
+def test_training_activations_are_those_of_a_plain_qkv():
+    """LIFE saves for backward its input (as the plain qkv Linear does), its output (which
+    attention saves anyway) and one depthwise conv's output: within 10% of the baseline."""
+    from lifestudy.bench import activation_bytes
+
+    base = timm.create_model("deit_test_patch4_32", num_classes=3)
+    life = timm.create_model("deit_test_patch4_32_life", num_classes=3)
+    x = torch.randn(4, 3, 32, 32)
+    assert activation_bytes(life, x) <= 1.10 * activation_bytes(base, x)
+
+
 @pytest.mark.parametrize("k", [3, 5, 7, 9])
 @pytest.mark.parametrize("grid", [(8, 8), (5, 7), (2, 3)])
 @pytest.mark.parametrize("channels_last", [True, False])

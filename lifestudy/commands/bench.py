@@ -1,6 +1,7 @@
 """``lifestudy bench``: throughput and memory of LIFE models against their baselines.
 
-Example (the issue's target: DeiT-T at 32x32 patch 4, batch 64, training, 2 CPU threads)::
+Example (DeiT-T at 32x32 patch 4, batch 64, 2 CPU threads; ``--life-reference`` times LIFE's
+previous eager path instead, the "before" of a before/after)::
 
     lifestudy bench --models deit_tiny_patch4_32 --img-size 32 32 --batch-size 64 \\
         --device cpu --threads 2 --repeats 7 --out runs/bench/cpu.json
@@ -31,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wall-clock time, or process CPU time (steadier on a shared CPU machine)")
     parser.add_argument("--compile", action="store_true",
                         help="time both models under torch.compile (compiled in the warm-up steps)")
+    parser.add_argument("--life-reference", action="store_true",
+                        help="run LIFE through LIFE.forward_reference, its previous eager path (a before/after)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the JSON record here")
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         models=list(args.models), img_size=tuple(args.img_size), batch_size=args.batch_size,
         num_classes=args.num_classes, device=args.device, threads=args.threads, amp=args.amp,
         modes=tuple(args.modes), repeats=args.repeats, warmup=args.warmup, steps=args.steps,
-        clock=args.clock, compile=args.compile, seed=args.seed,
+        clock=args.clock, compile=args.compile, life_reference=args.life_reference, seed=args.seed,
     )
     record = bench(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(record))
