@@ -464,11 +464,18 @@ class LIFE(nn.Module):
         """
         B, N, C = x.shape
         gh, gw = self._grid(N, grid_size)
+        # TorchScript and torch.fx see the modules' own ops, not the autograd function.
+        if torch.jit.is_scripting():
+            return self._reference(x, gh, gw)
+        if not torch.jit.is_scripting():
+            if isinstance(x, torch.fx.Proxy):
+                return self._reference(x, gh, gw)
         qkv = self._qkv(x, gh, gw)
         if isinstance(self.norm, nn.Identity):
             return qkv
         return self.norm(qkv.view(B, N, 3, C)).view(B, N, 3 * C)
 
+    @torch.jit.unused
     def _qkv(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
         """q|k|v before ``norm`` (:func:`_life_qkv`)."""
         params = [self.proj.weight, self.proj.bias, *(m.weight for m in self.dw), *(m.weight for m in self.pw)]
@@ -484,9 +491,15 @@ class LIFE(nn.Module):
     def forward_reference(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
         """:meth:`forward` as it was computed before :class:`_LIFEFunction`: the same function
         from the modules' own forward passes, two token streams and autograd's backward pass.
-        Kept as the reference the tests and ``benchmarks/life_layout.py`` compare against."""
+        Kept as the reference the tests and ``benchmarks/life_layout.py`` compare against,
+        and what a TorchScript copy of the module runs."""
         B, N, C = x.shape
         gh, gw = self._grid(N, grid_size)
+        return self._reference(x, gh, gw)
+
+    def _reference(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+        """:meth:`forward_reference` for a known grid."""
+        B, N, C = x.shape
         P = self.num_prefix_tokens
         prefix, patches = x[:, :P], x[:, P:]
         # Patch stream: each scale's output is a contiguous (B, gh*gw, C') tensor, which *is*
