@@ -118,7 +118,11 @@ class Segmentation(Task):
             metric.update(model(images.to(device)), labels)
         res = metric.compute()
         out = {"miou": res["miou"], "pixel_acc": res["pixel_acc"]}
-        names = self.class_names if len(self.class_names) == num_classes else [str(i) for i in range(num_classes)]
+        # The evaluated data's own class names (scenes: those of its item source), else the run's.
+        data_spec = getattr(getattr(loader, "dataset", None), "spec", None)
+        names = tuple(data_spec.class_names) if data_spec is not None else self.class_names
+        if len(names) != num_classes:
+            names = [str(i) for i in range(num_classes)]
         for name, iou in zip(names, res["iou_per_class"]):
             out[f"iou_{re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_').lower()}"] = iou
         return out
