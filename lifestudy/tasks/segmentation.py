@@ -63,6 +63,7 @@ class Segmentation(Task):
         self.ignore_index = 255
         self.class_names: tuple[str, ...] = ()
         self.criterion = SegmentationLoss()
+        self._train = None  # the training split build_datasets made: prepare counts its classes
 
     def build_model(self, cfg, spec) -> nn.Module:
         if spec.task != "segmentation":
@@ -90,6 +91,7 @@ class Segmentation(Task):
     def build_datasets(self, cfg, spec):
         train, test = build_dense_datasets(cfg, spec)
         self._remember(getattr(test, "spec", spec))  # the data's own class names (scenes: its item source)
+        self._train = train
         return train, test
 
     def prepare(self, model, cfg, spec, device) -> None:
@@ -98,7 +100,8 @@ class Segmentation(Task):
         loss_cfg = SegLossConfig.from_options(cfg.options)
         weights = None
         if loss_cfg.needs_frequencies:
-            freq = pixel_frequencies(self.build_datasets(cfg, spec)[0], spec.num_classes, self.ignore_index)
+            train = self._train if self._train is not None else self.build_datasets(cfg, spec)[0]
+            freq = pixel_frequencies(train, spec.num_classes, self.ignore_index)
             weights = class_weights(freq, loss_cfg.class_weighting)
             if loss_cfg.prior_init:  # a resumed run's checkpoint replaces it, as it should
                 init_class_prior(unwrap(model), freq.to(device))
