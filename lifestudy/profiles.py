@@ -313,6 +313,9 @@ CHAPTERS: dict[str, str | None] = {
 # (baseline, LIFE) pairs the profiles name more than once.
 TEST_PAIR = ("deit_test_patch4_32", "deit_test_patch4_32_life")  # 2 blocks, width 48: seconds
 MICRO_PAIR = ("deit_micro_patch4_32", "deit_micro_patch4_32_life")  # width 96, depth 6: the cpu profile's
+#: the other ways to give DeiT-micro locality (chapter 10; lifestudy/models/)
+MICRO_PEERS = ("deit_micro_patch4_32_spt_lsa", "deit_micro_patch4_32_localvit", "deit_micro_patch4_32_convproj",
+               "convit_micro_patch4_32")
 TINY32_PAIR = ("deit_tiny_patch4_32", "deit_tiny_patch4_32_life")  # DeiT-T at 32x32 (patch 4)
 TINY224_PAIR = ("deit_tiny_patch16_224", "deit_tiny_patch16_224_life")  # DeiT-T as published
 
@@ -476,9 +479,7 @@ CPU = Profile(
     # Chapter 2's Fashion-MNIST runs (baseline, LIFE, CNN) are reused; the four peers add
     # 4 x 3 runs + 4 schedule checks = 20 units of chapter 2's size (see CPU_BUDGET).
     locality=LocalityStudy(
-        dataset="fashion-mnist", baseline="deit_micro_patch4_32", life="deit_micro_patch4_32_life",
-        peers=("deit_micro_patch4_32_spt_lsa", "deit_micro_patch4_32_localvit", "deit_micro_patch4_32_convproj",
-               "convit_micro_patch4_32"),
+        dataset="fashion-mnist", baseline=MICRO_PAIR[0], life=MICRO_PAIR[1], peers=MICRO_PEERS,
         references=("resnet10t",), cost_batch_size=32, cost_repeats=3,
     ),
     schedule_check=True,
@@ -535,9 +536,7 @@ PAPER = Profile(
     rollout=RolloutStudy(n_images=500),
     # The peers are registered at DeiT-micro's size only: the paper profile compares them there.
     locality=LocalityStudy(
-        dataset="cifar100", baseline="deit_micro_patch4_32", life="deit_micro_patch4_32_life",
-        peers=("deit_micro_patch4_32_spt_lsa", "deit_micro_patch4_32_localvit", "deit_micro_patch4_32_convproj",
-               "convit_micro_patch4_32"),
+        dataset="cifar100", baseline=MICRO_PAIR[0], life=MICRO_PAIR[1], peers=MICRO_PEERS,
         references=("resnet18",), cost_batch_size=64, cost_repeats=5,
     ),
 )
