@@ -56,8 +56,8 @@ def test_memory_test_split_is_exactly_the_pil_pipelines(tmp_path):
     task = Classification()
     train_ds, eval_ds = task.build_datasets(cfg, spec)
     assert task.pipeline == "memory" and isinstance(eval_ds, TensorImages) and len(eval_ds) == 40
-    assert len(train_ds) == 80 and train_ds.images.shape == (80, 1, 32, 32)
-    pil = build_dataset("digits", "test", transform=classification_transforms(cfg.recipe, spec, (32, 32), False))
+    assert len(train_ds) == 80 and train_ds.images.shape == (80, 1, *cfg.img_size)
+    pil = build_dataset("digits", "test", transform=classification_transforms(cfg.recipe, spec, cfg.img_size, False))
     idx = sorted(torch.randperm(len(pil), generator=torch.Generator().manual_seed(0))[:40].tolist())
     x, y = eval_ds.__getitems__(list(range(40)))
     assert torch.equal(x, torch.stack([pil[i][0] for i in idx]))
