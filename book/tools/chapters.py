@@ -8,7 +8,8 @@ keeps it one click away). A chapter's "key results" box is computed at its end, 
 records, by the cell tagged ``key-results``; the copy moves that cell to just after the
 title cell (what you will do, learn, need), so the page opens with its results. The
 executed notebooks under ``book/_executed/`` and the Colab copies keep every cell as it
-is, in its place.
+is, in its place. papermill's record of the files it read and wrote (this machine's paths)
+is left out of the copy.
 
 Usage: ``python book/tools/chapters.py DEST_DIR EXECUTED.ipynb ...`` (``make book`` runs it).
 """
@@ -44,6 +45,8 @@ def prepare(executed: str | Path, dest: str | Path) -> Path:
         if INJECTED in tags and HIDE_INPUT not in tags:
             tags.append(HIDE_INPUT)
     nb.cells = results_first(nb.cells)
+    for key in ("input_path", "output_path"):  # where papermill read and wrote it: this machine's files
+        nb.metadata.get("papermill", {}).pop(key, None)
     tmp = dest.with_name(f".{dest.name}.tmp")
     nbformat.write(nb, tmp)
     tmp.replace(dest)
