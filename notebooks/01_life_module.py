@@ -98,7 +98,7 @@ rf_expected = {1: "1x1", 2: "3x3", 3: "7x7"}
 rf["expected"] = rf["scale"].map(rf_expected)
 rf
 
-# %%
+# %% mystnb={"figure": {"caption": "How much each output channel of LIFE's three scales changes when the centre patch token is perturbed, over the patch grid.", "name": "fig-01-1"}}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
 for s, (ax, m) in enumerate(zip(axes, maps), start=1):
     im = ax.imshow(m.numpy(), cmap="magma")

@@ -114,7 +114,7 @@ runs["label"] = [m + ("" if c is not False else " (not converged)") for m, c in 
 # Test accuracy during training, mean ± sd over seeds (evaluated at the points the recipe's
 # `eval_points` sets), for every model; dashed: the seed-0 run at twice the schedule.
 
-# %%
+# %% mystnb={"figure": {"caption": "Test top-1 during training, mean ± sd over seeds; dashed: the first seed's run at twice the schedule.", "name": "fig-02-1"}}
 curves = learning_curves(main_recs)
 curves["run"] = "schedule"
 if check_recs:
@@ -155,7 +155,7 @@ cnn_gaps = pd.concat({
 }, names=["model", "reference"]) if study.references else pd.DataFrame()
 cnn_gaps.round(2)
 
-# %%
+# %% mystnb={"figure": {"caption": "Final test top-1 of every model on every dataset, mean ± sd over seeds.", "name": "fig-02-2"}}
 fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
 sns.pointplot(data=runs, x="dataset", y="top1", hue="model", dodge=0.4, errorbar="sd", capsize=0.1,
               linestyle="none", ax=ax)

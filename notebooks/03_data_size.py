@@ -99,7 +99,7 @@ runs["converged"] = [converged.get((int(n), m)) for n, m in zip(runs["images per
 #
 # Test accuracy during training for every (size, model), mean ± sd over seeds.
 
-# %%
+# %% mystnb={"figure": {"caption": "Test top-1 during training at each subset size, mean ± sd over seeds.", "name": "fig-03-1"}}
 curves = learning_curves(main_recs)
 g = sns.relplot(data=curves, x="step", y="eval_top1", hue="model", col="subset", kind="line",
                 errorbar="sd", marker="o", height=2.8, aspect=1.0, facet_kws={"sharey": False})
@@ -120,18 +120,19 @@ acc
 # The paired gain (same seed, same subset) with its 95 % t-interval over seeds; a
 # direction is stated only where the interval excludes 0.
 
-# %%
+# %% mystnb={"figure": {"caption": "Left: test top-1 against training images per class (mean ± sd over seeds). Right: LIFE's paired gain with its 95 % t-interval.", "name": "fig-03-2"}}
 gain = stats.paired_differences(runs, "images per class", "LIFE", "top1", "baseline", "with LIFE",
                                 positive="LIFE higher", negative="LIFE lower").sort_index()
 display(gain.round(2))
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-sns.lineplot(data=runs, x="images per class", y="top1", hue="LIFE", marker="o", errorbar="sd", ax=ax1)
+sns.lineplot(data=runs, x="images per class", y="top1", hue="LIFE", marker="o", errorbar="sd", ax=ax1,
+             palette=report.COLOURS)
 ax1.set_ylabel("test top-1 (%)")
 ax1.set_title("accuracy, mean ± sd")
 n = gain.index.to_numpy()
 ax2.errorbar(n, gain["mean"], yerr=[gain["mean"] - gain["low"], gain["high"] - gain["mean"]],
-             marker="o", capsize=3)
+             marker="o", capsize=3, color=report.COLOURS["with LIFE"])
 ax2.axhline(0, color="grey", lw=0.8)
 ax2.set_ylabel("LIFE - baseline (points of top-1)")
 ax2.set_title("paired gain of LIFE, 95 % t-interval")

@@ -121,7 +121,7 @@ else:
 # %% [markdown]
 # ## Learning curves
 
-# %%
+# %% mystnb={"figure": {"caption": "Test top-1 during training of the teacher and the students, mean ± sd over seeds.", "name": "fig-04-1"}}
 curves = learning_curves([teacher_rec, *recs[:2 * n]])
 fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
 sns.lineplot(data=curves, x="step", y="eval_top1", hue="model", errorbar="sd", marker="o", ax=ax)
@@ -153,7 +153,7 @@ distill_gain = stats.paired_differences(runs.assign(kind=runs["distilled"].map({
 display(life_gain.round(2))
 distill_gain.round(2)
 
-# %%
+# %% mystnb={"figure": {"caption": "Final test top-1 of the distilled students and their non-distilled twins (points: seeds; bars: mean ± sd); dashed: the teacher.", "name": "fig-04-2"}}
 fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
 sns.pointplot(data=runs, x="role", y="top1", errorbar="sd", capsize=0.1, linestyle="none", ax=ax)
 sns.stripplot(data=runs, x="role", y="top1", color="grey", alpha=0.6, ax=ax)

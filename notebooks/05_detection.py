@@ -164,7 +164,7 @@ table
 # evaluation points, mAP@0.5 on the test canvases. Lines are means over seeds; the band
 # is one standard deviation.
 
-# %%
+# %% mystnb={"figure": {"caption": "Loss terms and test mAP@0.5 by epoch for every head and initialisation, mean ± sd over seeds.", "name": "fig-05-1"}}
 curves = []
 for _, r in runs.iterrows():
     csv = pd.read_csv(Path(r["path"]).parent / "metrics.csv")
@@ -183,7 +183,7 @@ fig.suptitle(chap.caption(f"Detection on {study.dataset}: loss terms and mAP@0.5
                           "(solid: random init, dashed: classification init)"))
 plt.show()
 
-# %%
+# %% mystnb={"figure": {"caption": "Final mAP@0.5 and F1 of every head, backbone and initialisation, mean ± sd over seeds.", "name": "fig-05-2"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
 for ax, metric in zip(axes, ["mAP@0.5 (%)", "F1 (%)"]):
     sns.pointplot(data=runs.assign(config=runs["init"] + " / " + runs["backbone"]), x="head", y=metric,

@@ -145,7 +145,7 @@ per_class = per_class.groupby(["input (H x W)", "backbone"])[iou_cols].mean()
 per_class.columns = [c.removeprefix("metrics.iou_") for c in iou_cols]
 per_class.T.round(1)
 
-# %%
+# %% mystnb={"figure": {"caption": "Test mIoU of each backbone at each input size, mean ± sd over seeds.", "name": "fig-06-1"}}
 fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
 sns.pointplot(data=runs, x="input (H x W)", y="mIoU (%)", hue="backbone", dodge=0.3,
               errorbar="sd", capsize=0.1, ax=ax)
@@ -160,7 +160,7 @@ plt.show()
 # The training loss of every run (cross-entropy, plus the Dice term where it is on), mean
 # ± sd over seeds: where the curves still fall at the last epoch, the schedule is short.
 
-# %%
+# %% mystnb={"figure": {"caption": "Training loss per epoch of every backbone and input size, mean ± sd over seeds.", "name": "fig-06-2"}}
 curves = pd.concat([
     pd.read_csv(Path(p).parent / "metrics.csv").assign(backbone=b, size=hw)
     for p, b, hw in zip(runs["path"], runs["backbone"], runs["input (H x W)"])

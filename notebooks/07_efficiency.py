@@ -82,7 +82,7 @@ overhead = cost.pivot_table(index="tokens", columns="LIFE", values="GMACs")
 overhead["LIFE overhead (%)"] = 100 * (overhead[True] / overhead[False] - 1)
 overhead.rename(columns={False: f"GMACs {base_model}", True: f"GMACs {life_model}"}).round(4)
 
-# %%
+# %% mystnb={"figure": {"caption": "Left: GMACs per image against the number of patch tokens. Right: LIFE's extra MACs in per cent.", "name": "fig-07-1"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
 sns.lineplot(data=cost, x="tokens", y="GMACs", hue="model", marker="o", ax=ax1)
 ax1.set_xlabel("patch tokens per image")
@@ -123,7 +123,7 @@ speed = pd.DataFrame(rows)
 bench_device = record["provenance"].get("device_name", device)
 speed.set_index(["tokens", "measure"]).round(3)
 
-# %%
+# %% mystnb={"figure": {"caption": "LIFE's training and inference throughput and activation memory as ratios to the baseline, against the number of tokens.", "name": "fig-07-2"}}
 fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
 sns.lineplot(data=speed, x="tokens", y="LIFE / baseline", hue="measure", marker="o", ax=ax)
 ax.axhline(1.0, color="grey", lw=0.8)

@@ -164,7 +164,7 @@ for metric in metrics:
     shown_diff[metric + " verdict"] = diff.apply(verdict, axis=1, metric=metric)
 shown_diff
 
-# %%
+# %% mystnb={"figure": {"caption": "Localisation scores of every map against the ground-truth masks, with 95 % bootstrap intervals over images.", "name": "fig-08-1"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
 for ax, metric, label in zip(axes, metrics, ["pointing game (fraction of hits)", "energy inside the mask",
                                               "top-region IoU (area-matched)"]):
