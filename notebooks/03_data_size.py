@@ -120,11 +120,12 @@ acc
 # The paired gain (same seed, same subset) with its 95 % t-interval over seeds; a
 # direction is stated only where the interval excludes 0.
 
-# %% mystnb={"figure": {"caption": "Left: test top-1 against training images per class (mean ± sd over seeds). Right: LIFE's paired gain with its 95 % t-interval.", "name": "fig-03-2"}}
+# %%
 gain = stats.paired_differences(runs, "images per class", "LIFE", "top1", "baseline", "with LIFE",
                                 positive="LIFE higher", negative="LIFE lower").sort_index()
-display(gain.round(2))
+gain.round(2)
 
+# %% mystnb={"figure": {"caption": "Left: test top-1 against training images per class (mean ± sd over seeds). Right: LIFE's paired gain with its 95 % t-interval.", "name": "fig-03-2"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
 sns.lineplot(data=runs, x="images per class", y="top1", hue="LIFE", marker="o", errorbar="sd", ax=ax1,
              palette=report.COLOURS)
