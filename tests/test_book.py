@@ -302,3 +302,12 @@ def test_the_scorecard_is_on_the_results_page_and_linked_from_the_front_page(bui
     for claim in CLAIMS:
         assert html_module.escape(claim.text) in table
     assert "chapters/09_results.html#claims-scorecard" in (built_book / "intro.html").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_figures_have_numbered_captions(built_book):
+    """Every chapter that plots (1-8) shows its figures with a numbered caption (MyST figure)."""
+    for name in [n for n in NAMES if n[:2] <= "08"]:
+        html = (built_book / "chapters" / f"{name}.html").read_text()
+        assert "<figcaption" in html and re.search(r"Fig\. \d+", html), f"{name}: a figure without a numbered caption"
