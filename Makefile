@@ -103,6 +103,9 @@ book/_executed/$(PROFILE)/%.ipynb: notebooks/%.py $(PACKAGE_SRC) $(BOOK_SETTINGS
 	echo ">>> [book $(PROFILE)] $* $$([ $$rc = 0 ] && echo done || echo FAILED, see $@.tmp.ipynb) in $$(( $$(date +%s) - start )) s"; \
 	exit $$rc
 
+# Chapter 9 (the records of all chapters, the claims scorecard) runs after every other one.
+book/_executed/$(PROFILE)/09_results.ipynb: $(filter-out %/09_results.ipynb,$(EXECUTED))
+
 # Re-execute the chapters of a profile when DEVICE or SEEDS change (the file changes
 # only when its content would).
 $(BOOK_SETTINGS): FORCE

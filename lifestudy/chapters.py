@@ -13,7 +13,10 @@ else the profile's, unless the reader passed some), ``chap.out_dir`` its run fol
 :meth:`Chapter.config` makes a run's :class:`~lifestudy.engine.TrainConfig` with the
 chapter's profile, data root and device filled in; :meth:`Chapter.train` fetches the
 datasets that are missing and trains (or reuses) the runs; :meth:`Chapter.records` reads
-the records back for the tables.
+the records back for the tables; :meth:`Chapter.run_checked` trains (or reuses) runs with
+their schedule checks; :meth:`Chapter.key_results` writes the chapter's findings for
+chapter 9's scorecard and returns its "key results" box; :meth:`Chapter.minutes` is the
+time since set-up.
 """
 
 from __future__ import annotations
@@ -21,18 +24,47 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lifestudy import data, report
 from lifestudy.engine import TrainConfig, train
 from lifestudy.engine.distributed import resolve_device
+from lifestudy.engine.runs import doubled, records_frame, run_all, schedule_check
 from lifestudy.errors import DatasetError
 from lifestudy.profiles import DataSettings, Profile, get_profile
 from lifestudy.records import display_path, read_json
 
-__all__ = ["Chapter", "setup", "ensure_data", "train_all"]
+__all__ = ["Chapter", "Trained", "setup", "ensure_data", "train_all"]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What :meth:`Chapter.run_checked` returns: the runs' records (in the order of the
+    configs), those of the schedule checks, and the check table (None: the profile checks
+    no schedule)."""
+
+    records: list[dict]
+    twice: list[dict]
+    check: Any = None
+
+    def frame(self):
+        """The runs as one DataFrame (:func:`lifestudy.engine.runs.records_frame`)."""
+        return records_frame(self.records)
+
+    def converged(self, *keys: str) -> dict:
+        """``{(key values...): converged}`` from the check table (one key: its value alone);
+        empty when no schedule was checked."""
+        if self.check is None:
+            return {}
+        return {(tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]]): bool(r["converged"])
+                for _, r in self.check.iterrows()}
+
+    def counts(self) -> str:
+        """``"4 runs trained, 2 reused"``."""
+        hows = [r.get("how", "trained") for r in self.records]
+        return f"{hows.count('trained')} runs trained, {len(hows) - hows.count('trained')} reused"
 
 
 @dataclass(frozen=True)
@@ -47,6 +79,11 @@ class Chapter:
     device: str  # as asked: cpu | cuda | cuda:N | auto
     data_root: str | None = None  # None: $LIFESTUDY_DATA or <repo>/data
     reuse_runs: bool = False  # keep runs that already have a record instead of training again
+    started: float = field(default_factory=time.perf_counter, compare=False)  # set-up time (perf_counter)
+
+    def minutes(self) -> float:
+        """Minutes since the chapter was set up (its running time, for the summary)."""
+        return (time.perf_counter() - self.started) / 60
 
     @property
     def torch_device(self) -> str:
@@ -86,6 +123,33 @@ class Chapter:
         configs = list(configs)
         ensure_data(dict.fromkeys(c.data for c in configs), self.data_root)
         return train_all(configs, reuse=self.reuse_runs, log=log)
+
+    def run_checked(self, configs: Iterable[TrainConfig], display=None) -> Trained:
+        """Train (or reuse, from any chapter of the profile) every run and, when the profile
+        checks schedules, the first seed's runs again at twice the schedule; shows the check
+        table (or says that there is none) with ``display`` (default: IPython's)."""
+        configs = list(configs)
+        first = self.seeds[0]
+        checks = [doubled(c) for c in configs if c.seed == first] if self.profile.schedule_check else []
+        recs = run_all(configs + checks, share=[self.out_dir.parent], jobs=self.profile.jobs,
+                       threads=self.profile.threads)
+        main, twice = recs[:len(configs)], recs[len(configs):]
+        check = (schedule_check(zip([r for c, r in zip(configs, main) if c.seed == first], twice))
+                 if checks else None)
+        if display is None:
+            from IPython.display import display
+        if check is not None:
+            display(check.drop(columns=[c for c in ("subset",) if check[c].isna().all()]).round(2))
+        else:
+            print(f"The {self.profile.name} profile runs no schedule check (see lifestudy/profiles.py).")
+        return Trained(main, twice, check)
+
+    def key_results(self, findings: Iterable[Any], note: str = "") -> Any:
+        """Write the chapter's findings (``findings.json`` in its run folder, read by chapter
+        9's scorecard) and return its "key results" box (:func:`lifestudy.report.key_results`)."""
+        findings = list(findings)
+        report.write_findings(self.path(report.FINDINGS), findings, profile=self.profile.name, chapter=self.name)
+        return report.key_results(findings, note=note)
 
     def records(self, kind: str | None = None, under: str | os.PathLike | None = None):
         """The records under the run folder (or ``under``) as a DataFrame, optionally one ``kind``."""

@@ -6,21 +6,29 @@ the tables and sentences a chapter shows, always saying which profile, seeds and
 produced them, and always labelling the paper's numbers as the paper's.
 
 Tables follow the convention of the paper's tables: one row per model, metric columns,
-"mean ± std" over seeds with the number of seeds beside it.
+"mean ± half-width of the 95 % t-interval" over seeds with the number of seeds beside it
+(:func:`mean_ci`, :func:`pm`: the one formatter every chapter uses; its spaces are
+non-breaking, so a cell never wraps). A chapter's findings (:class:`Finding`) feed both
+its "key results" box (:func:`key_results`) and the claims scorecard of chapter 9
+(:mod:`lifestudy.scorecard`).
 """
 
 from __future__ import annotations
 
+import html
+import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lifestudy import paper
+from lifestudy import paper, stats
 from lifestudy.profiles import Profile, get_profile
-from lifestudy.records import device_name, load_records
+from lifestudy.records import device_name, load_records, read_json, write_json_atomic
 
 __all__ = [
     "run_banner",
@@ -28,6 +36,14 @@ __all__ = [
     "seeds_text",
     "mean_std",
     "format_mean_std",
+    "pm",
+    "mean_ci",
+    "Finding",
+    "section_id",
+    "key_results",
+    "write_findings",
+    "read_findings",
+    "COLOURS",
     "beside_paper",
     "summary",
     "chapter_records",
@@ -37,6 +53,21 @@ __all__ = [
 
 #: The label every paper number carries in tables and figures.
 PAPER = paper.LABEL
+
+#: One colour per role, the same in every chapter's figures (matplotlib's tab10 colours):
+#: pass ``palette=report.palette(roles)`` to seaborn, or ``color=COLOURS[role]``.
+COLOURS: dict[str, str] = {
+    "baseline": "#1f77b4",  # blue
+    "with LIFE": "#d62728",  # red
+    "LIFE": "#d62728",
+    "CNN reference": "#7f7f7f",  # grey
+    "CNN": "#7f7f7f",
+    "reference": "#7f7f7f",
+    "paper": "#2ca02c",  # green
+}
+
+#: Non-breaking space and the minus sign: numbers in a table cell never wrap.
+NBSP, MINUS = "\u00a0", "\u2212"
 
 
 def seeds_text(seeds: Sequence[int]) -> str:
@@ -88,6 +119,60 @@ def format_mean_std(stats, digits: int = 2):
                     for m, s, n in zip(mean, std, count)]
     table["seeds"] = stats[(values[0], "count")].astype(int)
     return table
+
+
+def _num(value: float, digits: int, sign: bool = False) -> str:
+    text = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+    return text.replace("-", MINUS)
+
+
+def pm(mean: float, half: float | None = None, n: int | None = None, digits: int = 2, sign: bool = False,
+       unit: str = "", count: str = "seed") -> str:
+    """``"91.20 ± 0.52 (3 seeds)"``: a mean with the half-width of its 95 % interval and the
+    number of values behind it, with non-breaking spaces (a table cell never wraps).
+
+    Args:
+        half: the half-width; None or NaN (one value) shows the mean alone.
+        n: the count shown in brackets (None: none shown); ``count`` names what is counted.
+        sign: show the sign of the mean (for differences); ``unit`` follows the numbers.
+    """
+    text = _num(mean, digits, sign) if not (mean is None or math.isnan(mean)) else "n/a"
+    if half is not None and not math.isnan(half):
+        text += f" ± {half:.{digits}f}"
+    text += unit
+    if n is not None:
+        text += f" ({n} {count}{'s' if n != 1 else ''})"
+    return text.replace(" ", NBSP)
+
+
+def interval_pm(iv: stats.Interval, digits: int = 2, sign: bool = True, unit: str = "", count: str = "seed") -> str:
+    """:func:`pm` of a :class:`lifestudy.stats.Interval` (a paired difference, by default signed)."""
+    half = (iv.high - iv.low) / 2 if iv.n >= 2 else None
+    return pm(iv.mean, half, iv.n, digits=digits, sign=sign, unit=unit, count=count)
+
+
+def mean_ci(df, by: Sequence[str] | str, values: Sequence[str] | str, digits: int = 2,
+            confidence: float = 0.95):
+    """The table every chapter shows: per ``by`` group, ``"mean ± half-width"`` of each of
+    ``values`` (Student's 95 % t-interval over the group's seeds, :func:`lifestudy.stats.t_interval`)
+    and a ``seeds`` column. A group of one seed shows its value alone; the spaces are
+    non-breaking, so a cell never wraps."""
+    by = [by] if isinstance(by, str) else list(by)
+    values = [values] if isinstance(values, str) else list(values)
+    groups = df.groupby(by, sort=False)
+    rows, index = [], []
+    for key, group in groups:
+        row = {}
+        for v in values:
+            iv = stats.t_interval(list(pd.to_numeric(group[v], errors="coerce")), confidence)
+            half = (iv.high - iv.low) / 2 if iv.n >= 2 else None
+            row[v] = pm(iv.mean, half, digits=digits)
+        row["seeds"] = int(pd.to_numeric(group[values[0]], errors="coerce").notna().sum())
+        rows.append(row)
+        index.append(key if isinstance(key, tuple) else (key,))
+    names = by if len(by) > 1 else by[0]
+    idx = pd.MultiIndex.from_tuples(index, names=by) if len(by) > 1 else pd.Index([k[0] for k in index], name=names)
+    return pd.DataFrame(rows, index=idx, columns=[*values, "seeds"])
 
 
 def beside_paper(ours, theirs: Mapping[str, Mapping[str, float]], columns: Mapping[str, str]):
@@ -153,3 +238,145 @@ def provenance_table(records, root: str | os.PathLike):
         "timm": column("provenance.timm"),
         "created": column("provenance.created"),
     })
+
+
+# --------------------------------------------------------------------------------------
+# Findings: what a chapter found, for its key-results box and the claims scorecard
+
+FINDINGS = "findings.json"
+NOT_JUDGED = "not judged"
+#: How a key-results line words what its finding says of the paper's claim.
+_SAYS = {"supports": "supports the paper", "contradicts": "contradicts the paper",
+         stats.NOT_RESOLVED: stats.NOT_RESOLVED, NOT_JUDGED: NOT_JUDGED}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One number a chapter found, read from its records, and what it says of a claim.
+
+    A measured difference carries its interval (``low``, ``high`` over ``n`` seeds or
+    images) and ``direction``, the sign the paper's claim predicts: it supports the claim
+    when the interval excludes 0 on that side, contradicts it on the other, and resolves
+    nothing otherwise. A fact without an interval (a count, a yes/no of a check) carries
+    ``holds`` instead. ``converged`` is False when a run behind it failed its schedule check.
+    """
+
+    claim: str  # a key of lifestudy.scorecard.CLAIMS ("" for a key result that judges no claim)
+    what: str  # e.g. "digits: LIFE − baseline, top-1 (points)"
+    chapter: str  # e.g. "02_classification"
+    section: str  # the title of the section that shows it (the box links there)
+    mean: float
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+    count: str = "seed"  # what n counts
+    unit: str = ""
+    direction: int = 1  # +1: the claim predicts a positive difference, -1 a negative one
+    holds: bool | None = None  # for a fact without an interval: does it bear the claim out?
+    converged: bool | None = None  # False: a run behind it did not pass its schedule check
+    paper: str = ""  # the paper's corresponding number, as text ("" when it has none)
+    signed: bool = True  # a difference (shown with its sign) rather than a level
+    shown: str = ""  # how a fact is shown instead of its number (e.g. "applies to 5 of 5 hosts")
+    box: bool = True  # shown in the chapter's key-results box (False: in the scorecard only)
+
+    @property
+    def interval(self) -> stats.Interval | None:
+        if self.low is None or self.high is None or self.n is None:
+            return None
+        return stats.Interval(self.mean, self.low, self.high, math.nan, self.n)
+
+    @property
+    def says(self) -> str:
+        """"supports", "contradicts", "not resolved" (an interval through 0, or one value)
+        or "not judged" (a fact shown beside the claim that no rule judges)."""
+        iv = self.interval
+        if iv is not None:
+            if not iv.resolved:
+                return stats.NOT_RESOLVED
+            return "supports" if (iv.low > 0) == (self.direction > 0) else "contradicts"
+        if self.holds is None:  # a measured value too few to give an interval, or a fact shown only
+            return stats.NOT_RESOLVED if self.n is not None else NOT_JUDGED
+        return "supports" if self.holds else "contradicts"
+
+    def text(self, digits: int = 2) -> str:
+        """The number as a cell shows it: ``"+1.20 ± 0.80 (3 seeds)"`` (non-breaking)."""
+        if self.shown:
+            return self.shown
+        iv = self.interval
+        if iv is not None and not (isinstance(self.low, float) and math.isnan(self.low)):
+            return interval_pm(iv, digits=digits, sign=self.signed, unit=self.unit, count=self.count)
+        return pm(self.mean, None, self.n, digits=digits, sign=self.signed, unit=self.unit, count=self.count)
+
+    @classmethod
+    def from_interval(cls, iv: stats.Interval, **fields: Any) -> "Finding":
+        """A finding of a :class:`lifestudy.stats.Interval` (e.g. a row of ``stats.paired_differences``)."""
+        low = None if math.isnan(iv.low) else iv.low
+        high = None if math.isnan(iv.high) else iv.high
+        return cls(mean=float(iv.mean), low=low, high=high, n=int(iv.n), **fields)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], **fields: Any) -> "Finding":
+        """A finding of a row of :func:`lifestudy.stats.paired_differences` (mean, low, high, n)."""
+        return cls.from_interval(stats.Interval(float(row["mean"]), float(row["low"]), float(row["high"]),
+                                                float(row.get("sd", math.nan)), int(row["n"])), **fields)
+
+
+def section_id(title: str) -> str:
+    """The HTML anchor Sphinx gives a section titled ``title`` (docutils' ``make_id``):
+    ``"Has every schedule converged?"`` -> ``"has-every-schedule-converged"``."""
+    text = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return re.sub(r"^[^a-z]+", "", text)
+
+
+class _Box:
+    """A displayable admonition: HTML for the book and Jupyter, Markdown as plain text."""
+
+    def __init__(self, html_text: str, markdown: str):
+        self.html, self.markdown = html_text, markdown
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+    def __repr__(self) -> str:
+        return self.markdown
+
+
+def key_results(findings: Iterable[Finding], note: str = "") -> _Box:
+    """A chapter's "key results" box: one line per finding, its number with interval and
+    count, what it says of the paper's claim, and a link to the section that shows it.
+
+    The book shows it at the top of the chapter (``book/tools/chapters.py`` moves the cell
+    tagged ``key-results`` there); the numbers come from the chapter's records."""
+    items_html, items_md = [], []
+    for f in findings:
+        if not f.box:
+            continue
+        anchor = section_id(f.section)
+        verdict = "" if not f.claim else f" — {_SAYS[f.says]}" + ("" if f.converged is not False else " (not converged)")
+        paper_text = f"; {PAPER}: {f.paper}" if f.paper else ""
+        items_html.append(f'<li>{html.escape(f.what)}: <strong>{html.escape(f.text())}</strong>'
+                          f'{html.escape(paper_text)}{html.escape(verdict)} '
+                          f'(<a href="#{anchor}">{html.escape(f.section)}</a>)</li>')
+        items_md.append(f"- {f.what}: **{f.text()}**{paper_text}{verdict} ([{f.section}](#{anchor}))")
+    tail_html = f"<p>{html.escape(note)}</p>" if note else ""
+    box = ('<div class="admonition tip key-results"><p class="admonition-title">Key results</p>'
+           f'<ul>{"".join(items_html)}</ul>{tail_html}</div>')
+    md = "**Key results**\n\n" + "\n".join(items_md) + (f"\n\n{note}" if note else "")
+    return _Box(box, md)
+
+
+def write_findings(path: str | os.PathLike, findings: Iterable[Finding], profile: str, chapter: str) -> Path:
+    """Write a chapter's findings (``findings.json`` in its run folder) for chapter 9's scorecard."""
+    rows = [asdict(f) for f in findings]
+    return write_json_atomic(path, {"kind": "findings", "profile": profile, "chapter": chapter, "findings": rows})
+
+
+def read_findings(root: str | os.PathLike) -> list[Finding]:
+    """Every chapter's findings under ``root`` (a profile's runs folder), chapter by chapter."""
+    found = []
+    for path in sorted(Path(root).glob(f"*/{FINDINGS}")):
+        found += [Finding(**row) for row in read_json(path)["findings"]]
+    return found

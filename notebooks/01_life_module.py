@@ -25,30 +25,29 @@
 # **What you need.** The `lifestudy` package; no dataset, no training. About a minute on
 # a CPU.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from lifestudy import chapters, complexity, paper, report
+from lifestudy import chapters, complexity, paper, report, scorecard
 from lifestudy.life import LIFE
 from lifestudy.perturbation import head_fields, scale_fields
 from lifestudy.records import read_json, write_json_atomic
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # This chapter trains nothing and needs no dataset; it computes on the CPU.
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
@@ -57,7 +56,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("01_life_module", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
@@ -99,7 +98,7 @@ rf_expected = {1: "1x1", 2: "3x3", 3: "7x7"}
 rf["expected"] = rf["scale"].map(rf_expected)
 rf
 
-# %%
+# %% mystnb={"figure": {"caption": "How much each output channel of LIFE's three scales changes when the centre patch token is perturbed, over the patch grid.", "name": "fig-01-1"}}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
 for s, (ax, m) in enumerate(zip(axes, maps), start=1):
     im = ax.imshow(m.numpy(), cmap="magma")
@@ -199,12 +198,25 @@ table.round(2)
 # convolutions read straight from the tokens, and on CPU a backward pass for the 5x5
 # convolution that avoids a slow oneDNN path); the function computed is the paper's.
 
+# %% tags=["key-results", "remove-input"]
+tiny, tiny_life = study.complexity_pairs[0]  # DeiT-T, read back from the record above
+ours, theirs = counted.loc, paper.COMPLEXITY
+extra = {k: 100 * (ours[tiny_life, k] / ours[tiny, k] - 1) for k in ("params_m", "gmacs")}
+paper_extra = {k: 100 * (theirs[tiny_life][k] / theirs[tiny][k] - 1) for k in ("params_m", "gmacs")}
+chap.key_results([
+    *[report.Finding(claim="life_efficient", what=f"{tiny_life} − {tiny}, extra {label} at 224x224 (%)",
+                     chapter=chap.name, section="What it costs, beside the paper", mean=extra[k], unit=" %",
+                     holds=extra[k] <= scorecard.EFFICIENT_OVERHEAD_PCT, paper=f"{paper_extra[k]:+.2f} %")
+      for k, label in (("params_m", "parameters"), ("gmacs", "MACs"))],
+    report.Finding(claim="aux_tokens", what="largest change of the class token's q|k|v when a patch token moves",
+                   chapter=chap.name, section="The receptive field of each scale, by perturbation", mean=prefix_change,
+                   holds=prefix_change == 0.0, signed=False, shown=f"{prefix_change:.3g}"),
+])
+
 # %% [markdown]
 # ## Summary
 
 # %%
-tiny, tiny_life = study.complexity_pairs[0]  # DeiT-T, read back from the record above
-ours, theirs = counted.loc, paper.COMPLEXITY
 report.summary([
     "Perturbing one patch token changes the queries of "
     + ", ".join(f"scale {s} over {e}" for s, e in rf[rf.part == "q"][["scale", "extent (patches)"]].itertuples(index=False))

@@ -24,32 +24,27 @@
 # it; the smoke profile uses scikit-learn's digits) and 2 CPU cores (the chapter prints its running time). In the `paper` profile:
 # CIFAR-10/100, Tiny-ImageNet and ImageNet-100 on disk and a GPU.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
-import time
-
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from lifestudy import chapters, paper, report, stats
-from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
+from lifestudy.engine.runs import learning_curves
 
-chapter_start = time.perf_counter()
-
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
 seeds = None  # None: the seeds the profile gives this chapter
@@ -57,7 +52,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("02_classification", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
@@ -88,36 +83,28 @@ configs = [
     chap.config("classification", d, m, s, out=(d, m, f"seed{s}"))
     for d in study.datasets for m in models for s in chap.seeds
 ]
-checks = [doubled(c) for c in configs if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
-recipe = configs[0].recipe or {}
 plan = pd.DataFrame([{
     "dataset": d, "models": ", ".join(models), "seeds": len(chap.seeds),
     "images per class": chap.profile.settings_for(d).subset or "all",
     "batch": chap.profile.settings_for(d).batch_size or chap.profile.recipe_for(d).batch_size,
     "min steps": chap.profile.recipe_for(d).min_steps, "epochs (at least)": chap.profile.settings_for(d).epochs or chap.profile.recipe_for(d).epochs,
-    "runs": len(models) * len(chap.seeds), "schedule checks": len(models) if checks else 0,
+    "runs": len(models) * len(chap.seeds), "schedule checks": len(models) if chap.profile.schedule_check else 0,
 } for d in study.datasets])
 plan
 
-# %%
-# Runs finished before with the same resolved config (any chapter of this profile) are reused.
-recs = run_all(configs + checks, share=[chap.out_dir.parent], jobs=chap.profile.jobs, threads=chap.profile.threads)
-main_recs, check_recs = recs[:len(configs)], recs[len(configs):]
-runs = records_frame(main_recs)
-runs["arm"] = runs["model"].map(arm)
-print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'trained').sum()} reused")
-
 # %% [markdown]
 # ## Has every schedule converged?
+#
+# Runs finished before with the same resolved config (any chapter of this profile) are
+# reused; the table compares each first-seed run with its run at twice the schedule.
 
 # %%
-if checks:
-    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == chap.seeds[0]], check_recs))
-    converged = {(r.dataset, r.model): bool(r.converged) for r in check.itertuples()}
-    display(check.drop(columns=["subset"]).round(2))
-else:
-    converged = {}
-    print(f"The {profile} profile runs no schedule check (see lifestudy/profiles.py).")
+trained = chap.run_checked(configs)
+main_recs, check_recs, check = trained.records, trained.twice, trained.check
+converged = trained.converged("dataset", "model")
+runs = trained.frame()
+runs["arm"] = runs["model"].map(arm)
+print(trained.counts())
 runs["converged"] = [converged.get((d, m)) for d, m in zip(runs["dataset"], runs["model"])]
 runs["label"] = [m + ("" if c is not False else " (not converged)") for m, c in zip(runs["model"], runs["converged"])]
 
@@ -127,10 +114,10 @@ runs["label"] = [m + ("" if c is not False else " (not converged)") for m, c in 
 # Test accuracy during training, mean ± sd over seeds (evaluated at the points the recipe's
 # `eval_points` sets), for every model; dashed: the seed-0 run at twice the schedule.
 
-# %%
+# %% mystnb={"figure": {"caption": "Test top-1 during training, mean ± sd over seeds; dashed: the first seed's run at twice the schedule.", "name": "fig-02-1"}}
 curves = learning_curves(main_recs)
 curves["run"] = "schedule"
-if checks:
+if check_recs:
     twice = learning_curves(check_recs)
     twice["run"] = "twice the schedule"
     curves = pd.concat([curves, twice], ignore_index=True)
@@ -147,7 +134,7 @@ plt.show()
 # Every number below is read back from the runs' records.
 
 # %%
-table = report.format_mean_std(report.mean_std(runs, ["dataset", "label"], "top1"))
+table = report.mean_ci(runs, ["dataset", "label"], "top1")
 table
 
 # %% [markdown]
@@ -168,7 +155,7 @@ cnn_gaps = pd.concat({
 }, names=["model", "reference"]) if study.references else pd.DataFrame()
 cnn_gaps.round(2)
 
-# %%
+# %% mystnb={"figure": {"caption": "Final test top-1 of every model on every dataset, mean ± sd over seeds.", "name": "fig-02-2"}}
 fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
 sns.pointplot(data=runs, x="dataset", y="top1", hue="model", dodge=0.4, errorbar="sd", capsize=0.1,
               linestyle="none", ax=ax)
@@ -197,11 +184,25 @@ ours = gains[["mean", "low", "high", "verdict"]].round(2).add_prefix(f"ours ({pr
 display(paper_gain)
 ours
 
+# %% tags=["key-results", "remove-input"]
+both_converged = lambda d, *ms: False if any(converged.get((d, m)) is False for m in ms) else None  # noqa: E731
+findings = [
+    report.Finding.from_row(row, claim="small_data_gain", what=f"{d}: {dict(pairs)[p]} − {p}, top-1 (points)",
+                            chapter=chap.name, section="Results", converged=both_converged(d, p, dict(pairs)[p]))
+    for (d, p), row in gains.iterrows()
+] + [
+    report.Finding.from_row(row, claim="vit_trails_cnn", what=f"{d}: {m} − {ref}, top-1 (points)", direction=-1,
+                            chapter=chap.name, section="Results", converged=both_converged(d, m, ref))
+    for (m, ref), g in (cnn_gaps.groupby(level=[0, 1]) if len(cnn_gaps) else [])
+    if m in dict(pairs) for (_, _, d), row in g.iterrows()
+]
+chap.key_results(findings)
+
 # %% [markdown]
 # ## Summary
 
 # %%
-minutes = (time.perf_counter() - chapter_start) / 60
+minutes = chap.minutes()
 lines = []
 for (dataset, pair), row in gains.iterrows():
     parts = []
@@ -211,10 +212,10 @@ for (dataset, pair), row in gains.iterrows():
         sd = f" ± {vals.std(ddof=1):.2f}" if len(vals) > 1 else ""
         parts.append(f"{model} {vals.mean():.2f}{sd} %{note}")
     lines.append(f"{dataset}: " + "; ".join(parts) + f". LIFE - baseline: {row['text']} points: {row['verdict']}.")
-if checks:
+if check is not None:
     lines.append(f"Schedule check: {int(check['converged'].sum())} of {len(check)} (dataset, model) schedules "
                  "converged (doubling moved top-1 by < 2 points).")
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
-             f"{(runs['how'] != 'trained').sum()} reused, {len(checks)} schedule checks); profile {profile}; "
+             f"{(runs['how'] != 'trained').sum()} reused, {len(check_recs)} schedule checks); profile {profile}; "
              f"seeds {report.seeds_text(chap.seeds)}; records under {chap.show()}.")
 report.summary(lines)

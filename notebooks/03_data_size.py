@@ -24,21 +24,19 @@
 # **What you need.** In the `cpu` profile: Fashion-MNIST (`make data`) and 2 CPU cores
 # (the chapter prints its running time; chapter 2's 50-per-class runs are reused). In the `paper` profile: CIFAR-10 and a GPU.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
-import time
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -46,11 +44,9 @@ import pandas as pd
 import seaborn as sns
 
 from lifestudy import chapters, report, stats
-from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
+from lifestudy.engine.runs import learning_curves
 
-chapter_start = time.perf_counter()
-
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
 seeds = None  # None: the seeds the profile gives this chapter
@@ -58,7 +54,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("03_data_size", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
@@ -81,30 +77,21 @@ configs = [
     chap.config("classification", study.dataset, m, s, subset=n, out=(f"n{n}", m, f"seed{s}"))
     for n in study.subsets for m in study.models for s in chap.seeds
 ]
-checks = [doubled(c) for c in configs if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
 pd.DataFrame({"dataset": [study.dataset], "images per class": [list(study.subsets)],
               "baseline": [base_model], "with LIFE": [life_model], "seeds": [chap.seeds],
-              "min steps": [chap.profile.recipe_for(study.dataset).min_steps], "schedule checks": [len(checks)]})
-
-# %%
-recs = run_all(configs + checks, share=[chap.out_dir.parent], jobs=chap.profile.jobs, threads=chap.profile.threads)
-main_recs, check_recs = recs[:len(configs)], recs[len(configs):]
-runs = records_frame(main_recs).rename(columns={"subset": "images per class"})
-runs["LIFE"] = runs["model"].map(arm)
-print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'trained').sum()} reused "
-      f"({', '.join(sorted(set(runs.loc[runs['how'] == 'reused', 'folder'].map(lambda f: Path(f).parts[-4]))))})")
+              "min steps": [chap.profile.recipe_for(study.dataset).min_steps], "schedule checks": [len(study.models) * len(study.subsets) if chap.profile.schedule_check else 0]})
 
 # %% [markdown]
 # ## Has every schedule converged?
 
 # %%
-if checks:
-    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == chap.seeds[0]], check_recs))
-    converged = {(int(r.subset), r.model): bool(r.converged) for r in check.itertuples()}
-    display(check.round(2))
-else:
-    converged = {}
-    print(f"The {profile} profile runs no schedule check (see lifestudy/profiles.py).")
+trained = chap.run_checked(configs)
+main_recs, check_recs = trained.records, trained.twice
+converged = {(int(n), m): c for (n, m), c in trained.converged("subset", "model").items()}
+runs = trained.frame().rename(columns={"subset": "images per class"})
+runs["LIFE"] = runs["model"].map(arm)
+print(f"{trained.counts()} "
+      f"({', '.join(sorted(set(runs.loc[runs['how'] == 'reused', 'folder'].map(lambda f: Path(f).parts[-4]))))})")
 runs["converged"] = [converged.get((int(n), m)) for n, m in zip(runs["images per class"], runs["model"])]
 
 # %% [markdown]
@@ -112,7 +99,7 @@ runs["converged"] = [converged.get((int(n), m)) for n, m in zip(runs["images per
 #
 # Test accuracy during training for every (size, model), mean ± sd over seeds.
 
-# %%
+# %% mystnb={"figure": {"caption": "Test top-1 during training at each subset size, mean ± sd over seeds.", "name": "fig-03-1"}}
 curves = learning_curves(main_recs)
 g = sns.relplot(data=curves, x="step", y="eval_top1", hue="model", col="subset", kind="line",
                 errorbar="sd", marker="o", height=2.8, aspect=1.0, facet_kws={"sharey": False})
@@ -125,7 +112,7 @@ plt.show()
 # ## Accuracy against images per class
 
 # %%
-acc = report.format_mean_std(report.mean_std(runs, ["images per class", "LIFE"], "top1").sort_index())
+acc = report.mean_ci(runs, ["images per class", "LIFE"], "top1").sort_index()
 acc["converged"] = [converged.get((int(n), {v: k for k, v in arm.items()}[a])) for n, a in acc.index]
 acc
 
@@ -136,15 +123,17 @@ acc
 # %%
 gain = stats.paired_differences(runs, "images per class", "LIFE", "top1", "baseline", "with LIFE",
                                 positive="LIFE higher", negative="LIFE lower").sort_index()
-display(gain.round(2))
+gain.round(2)
 
+# %% mystnb={"figure": {"caption": "Left: test top-1 against training images per class (mean ± sd over seeds). Right: LIFE's paired gain with its 95 % t-interval.", "name": "fig-03-2"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-sns.lineplot(data=runs, x="images per class", y="top1", hue="LIFE", marker="o", errorbar="sd", ax=ax1)
+sns.lineplot(data=runs, x="images per class", y="top1", hue="LIFE", marker="o", errorbar="sd", ax=ax1,
+             palette=report.COLOURS)
 ax1.set_ylabel("test top-1 (%)")
 ax1.set_title("accuracy, mean ± sd")
 n = gain.index.to_numpy()
 ax2.errorbar(n, gain["mean"], yerr=[gain["mean"] - gain["low"], gain["high"] - gain["mean"]],
-             marker="o", capsize=3)
+             marker="o", capsize=3, color=report.COLOURS["with LIFE"])
 ax2.axhline(0, color="grey", lw=0.8)
 ax2.set_ylabel("LIFE - baseline (points of top-1)")
 ax2.set_title("paired gain of LIFE, 95 % t-interval")
@@ -156,11 +145,19 @@ for ax in (ax1, ax2):  # label the subset sizes themselves, not powers of ten
 fig.suptitle(chap.caption(f"{study.dataset}: {base_model} vs {life_model}"))
 plt.show()
 
+# %% tags=["key-results", "remove-input"]
+chap.key_results([
+    report.Finding.from_row(row, claim="small_data_gain", what=f"{n} images per class: LIFE − baseline, top-1 (points)",
+                            chapter=chap.name, section="Accuracy against images per class",
+                            converged=False if any(converged.get((int(n), m)) is False for m in study.models) else None)
+    for n, row in gain.iterrows()
+])
+
 # %% [markdown]
 # ## Summary
 
 # %%
-minutes = (time.perf_counter() - chapter_start) / 60
+minutes = chap.minutes()
 lines = []
 for n, row in gain.iterrows():
     means = {a: runs[(runs["images per class"] == n) & (runs["LIFE"] == a)]["top1"].mean() for a in arm.values()}
@@ -169,6 +166,6 @@ for n, row in gain.iterrows():
                  f"LIFE - baseline {row['text']} points: {row['verdict']}"
                  + (f" (not converged: {', '.join(flags)})" if flags else "") + ".")
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
-             f"{(runs['how'] != 'trained').sum()} reused, {len(checks)} schedule checks); profile {profile}; "
+             f"{(runs['how'] != 'trained').sum()} reused, {len(check_recs)} schedule checks); profile {profile}; "
              f"seeds {report.seeds_text(chap.seeds)}.")
 report.summary(lines)

@@ -25,32 +25,28 @@
 # **What you need.** In the `cpu` profile: Fashion-MNIST (`make data`) and 2 CPU cores
 # (the chapter prints its running time; the teacher and the twins are chapter 2's runs). In the `paper` profile: CIFAR-100 and a GPU.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
-import time
-
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from lifestudy import chapters, report, stats
+from lifestudy.data import get_spec
 from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
 
-chapter_start = time.perf_counter()
-
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
 seeds = None  # None: the seeds the profile gives this chapter
@@ -58,10 +54,9 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("04_distillation", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
-share = [chap.out_dir.parent]  # every chapter's runs of this profile: finished ones are reused
 chap.banner()
 
 # %% [markdown]
@@ -74,6 +69,7 @@ chap.banner()
 # trained the same CNN on the same data (its CNN reference), that run is the teacher.
 
 # %%
+share = [chap.out_dir.parent]  # every chapter's runs of this profile: finished ones are reused
 chapters.ensure_data([study.dataset], chap.data_root)
 teacher_cfg = chap.config("classification", study.dataset, study.teacher, chap.seeds[0],
                           out=("teacher", study.teacher, f"seed{chap.seeds[0]}"))
@@ -125,7 +121,7 @@ else:
 # %% [markdown]
 # ## Learning curves
 
-# %%
+# %% mystnb={"figure": {"caption": "Test top-1 during training of the teacher and the students, mean ± sd over seeds.", "name": "fig-04-1"}}
 curves = learning_curves([teacher_rec, *recs[:2 * n]])
 fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
 sns.lineplot(data=curves, x="step", y="eval_top1", hue="model", errorbar="sd", marker="o", ax=ax)
@@ -139,7 +135,7 @@ plt.show()
 
 # %%
 teacher_acc = float(teacher_rec["metrics"]["top1"])
-table = report.format_mean_std(report.mean_std(runs, ["role", "model"], "top1"))
+table = report.mean_ci(runs, ["role", "model"], "top1")
 table["converged"] = [converged.get(m) for _, m in table.index]
 table
 
@@ -157,7 +153,7 @@ distill_gain = stats.paired_differences(runs.assign(kind=runs["distilled"].map({
 display(life_gain.round(2))
 distill_gain.round(2)
 
-# %%
+# %% mystnb={"figure": {"caption": "Final test top-1 of the distilled students and their non-distilled twins (points: seeds; bars: mean ± sd); dashed: the teacher.", "name": "fig-04-2"}}
 fig, ax = plt.subplots(figsize=(6.5, 3.8), constrained_layout=True)
 sns.pointplot(data=runs, x="role", y="top1", errorbar="sd", capsize=0.1, linestyle="none", ax=ax)
 sns.stripplot(data=runs, x="role", y="top1", color="grey", alpha=0.6, ax=ax)
@@ -168,11 +164,27 @@ ax.legend(loc="lower right")
 ax.set_title(chap.caption(f"Distilled students and their twins on {study.dataset}"), fontsize=9)
 plt.show()
 
+# %% tags=["key-results", "remove-input"]
+chance = 100 / get_spec(study.dataset).num_classes
+life_student = runs[runs["distilled"] & (runs["LIFE"] == "with LIFE")]
+flagged = lambda *ms: False if any(converged.get(m) is False for m in ms) else None  # noqa: E731
+chap.key_results([
+    report.Finding.from_interval(stats.t_interval(list(life_student["top1"] - chance)), claim="aux_tokens",
+                                 what=f"{life_model} (class + distillation tokens) − chance, top-1 (points)",
+                                 chapter=chap.name, section="Results", converged=flagged(life_model, study.teacher)),
+    *[report.Finding.from_row(row, claim="small_data_gain", what=f"distilled: {life_model} − {base_model}, top-1 (points)",
+                              chapter=chap.name, section="Results", converged=flagged(*study.students, study.teacher))
+      for _, row in life_gain.iterrows()],
+    *[report.Finding.from_row(row, claim="", what=f"{pair}: distilled − not distilled, top-1 (points)",
+                              chapter=chap.name, section="Results")
+      for pair, row in distill_gain.iterrows()],
+])
+
 # %% [markdown]
 # ## Summary
 
 # %%
-minutes = (time.perf_counter() - chapter_start) / 60
+minutes = chap.minutes()
 flag = lambda m: " (not converged)" if converged.get(m) is False else ""  # noqa: E731
 lines = [f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {chap.seeds[0]}){flag(study.teacher)}."]
 for role, group in runs.groupby("role", sort=False):

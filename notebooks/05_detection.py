@@ -29,20 +29,19 @@
 # from Fashion-MNIST items); its running time is printed in the summary. In the `paper`
 # profile: Pascal VOC and a GPU.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -55,16 +54,16 @@ from lifestudy.dense.complexity import detector_complexity
 from lifestudy.engine import TrainConfig
 from lifestudy.tasks.detection import head_sizes
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
 seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
-init_dir = None  # None: chapter 2's classification runs (runs/<profile>/02_classification), else trained here
 reuse_runs = False  # True: keep runs that already have a record instead of training again
+init_dir = None  # None: chapter 2's classification runs (runs/<profile>/02_classification), else trained here
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("05_detection", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 prof = chap.profile
@@ -147,7 +146,7 @@ cost = pd.DataFrame([
     for c in [detector_complexity(b, h, num_classes=spec.num_classes, img_size=size,
                                   in_chans=spec.in_chans, sizes=head_cfg)]
 ]).set_index(["backbone", "head"]).rename(columns={"params_m": "params (M)", "gmacs": "GMACs"})
-table = report.format_mean_std(summary_stats).join(cost.round(3), on=["backbone", "head"])
+table = report.mean_ci(runs, keys, metrics).reindex(summary_stats.index).join(cost.round(3), on=["backbone", "head"])
 table
 
 # %% [markdown]
@@ -165,7 +164,7 @@ table
 # evaluation points, mAP@0.5 on the test canvases. Lines are means over seeds; the band
 # is one standard deviation.
 
-# %%
+# %% mystnb={"figure": {"caption": "Loss terms and test mAP@0.5 by epoch for every head and initialisation, mean ± sd over seeds.", "name": "fig-05-1"}}
 curves = []
 for _, r in runs.iterrows():
     csv = pd.read_csv(Path(r["path"]).parent / "metrics.csv")
@@ -184,7 +183,7 @@ fig.suptitle(chap.caption(f"Detection on {study.dataset}: loss terms and mAP@0.5
                           "(solid: random init, dashed: classification init)"))
 plt.show()
 
-# %%
+# %% mystnb={"figure": {"caption": "Final mAP@0.5 and F1 of every head, backbone and initialisation, mean ± sd over seeds.", "name": "fig-05-2"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
 for ax, metric in zip(axes, ["mAP@0.5 (%)", "F1 (%)"]):
     sns.pointplot(data=runs.assign(config=runs["init"] + " / " + runs["backbone"]), x="head", y=metric,
@@ -249,6 +248,28 @@ side
 # %%
 pd.DataFrame(paper.DETECTION).rename(columns={"map": "mAP (paper)", "f1": "F1 (paper)",
                                                "params_m": "params M (paper)", "gmacs": "GMACs (paper)"})
+
+# %% tags=["key-results", "remove-input"]
+def paper_change(init, within, comparison):
+    """The paper's mAP change for the same comparison (random init; ImageNet-1k beside our classification init)."""
+    group = "random" if init == "random" else "imagenet-1k"
+    if comparison.startswith("LIFE"):
+        a, b = paper.detection_rows(group, "DeiT-T")[within], paper.detection_rows(group, "DeiT-T-LIFE")[within]
+    else:
+        second, first = comparison.split(" - ")
+        rows = paper.detection_rows(group, "DeiT-T-LIFE" if within.endswith("_life") else "DeiT-T")
+        a, b = rows[first], rows[second]
+    return f"{b['map'] - a['map']:+.2f} mAP"
+
+
+chap.key_results([
+    report.Finding.from_row(d, claim="dense_gain" if d["comparison"] in ("LIFE - baseline backbone", "encdec-life - encdec") else "",
+                            what=f"{d['comparison'].replace(' - ', ' − ')} ({d['init']} init, {d['within']}), mAP@0.5 (points)",
+                            chapter=chap.name, section="Paired differences over seeds",
+                            paper=paper_change(d["init"], d["within"], d["comparison"]),
+                            box=d["comparison"] == "LIFE - baseline backbone")
+    for _, d in diffs.iterrows()
+])
 
 # %% [markdown]
 # ## Summary

@@ -24,20 +24,19 @@
 # from Fashion-MNIST items), about 8-10 minutes on 2 CPU cores (12 runs). In the `paper` profile:
 # Cityscapes and a GPU.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -50,7 +49,7 @@ from lifestudy.dense.complexity import segmenter_complexity
 from lifestudy.dense.segmenter import SegLossConfig
 from lifestudy.tasks.segmentation import decoder_dim
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
 seeds = None  # None: the seeds the profile gives this chapter
@@ -58,7 +57,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("06_segmentation", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
@@ -116,7 +115,7 @@ cost = pd.DataFrame([
                                    img_size=tuple(int(v) for v in hw.split("x")),
                                    dim=decoder_dim(chap.settings.task_options()))]
 ]).set_index(["input (H x W)", "backbone"]).rename(columns={"params_m": "params (M)", "gmacs": "GMACs"})
-table = report.format_mean_std(stats_table).join(cost.round(3))
+table = report.mean_ci(runs, ["input (H x W)", "backbone"], "mIoU (%)").join(cost.round(3))
 table
 
 # %% [markdown]
@@ -146,7 +145,7 @@ per_class = per_class.groupby(["input (H x W)", "backbone"])[iou_cols].mean()
 per_class.columns = [c.removeprefix("metrics.iou_") for c in iou_cols]
 per_class.T.round(1)
 
-# %%
+# %% mystnb={"figure": {"caption": "Test mIoU of each backbone at each input size, mean ± sd over seeds.", "name": "fig-06-1"}}
 fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
 sns.pointplot(data=runs, x="input (H x W)", y="mIoU (%)", hue="backbone", dodge=0.3,
               errorbar="sd", capsize=0.1, ax=ax)
@@ -161,7 +160,7 @@ plt.show()
 # The training loss of every run (cross-entropy, plus the Dice term where it is on), mean
 # ± sd over seeds: where the curves still fall at the last epoch, the schedule is short.
 
-# %%
+# %% mystnb={"figure": {"caption": "Training loss per epoch of every backbone and input size, mean ± sd over seeds.", "name": "fig-06-2"}}
 curves = pd.concat([
     pd.read_csv(Path(p).parent / "metrics.csv").assign(backbone=b, size=hw)
     for p, b, hw in zip(runs["path"], runs["backbone"], runs["input (H x W)"])
@@ -196,6 +195,15 @@ report.beside_paper(ours, theirs, {"miou": "mIoU", "params_m": "params (M)", "gm
 whole = pd.DataFrame(paper.SEGMENTATION).set_index(["init", "backbone"])
 whole.columns = [c if c == "needs_pretrained" else f"{c} ({report.PAPER})" for c in whole.columns]
 whole
+
+# %% tags=["key-results", "remove-input"]
+seg_paper = paper.segmentation_rows("random")
+chap.key_results([
+    report.Finding.from_row(row, claim="dense_gain", what=f"{hw}: LIFE − baseline, mIoU (points)", chapter=chap.name,
+                            section="LIFE against the baseline, paired by seed",
+                            paper=f"{seg_paper['DeiT-T-LIFE']['miou'] - seg_paper['DeiT-T']['miou']:+.2f} mIoU")
+    for hw, row in diffs.iterrows()
+])
 
 # %% [markdown]
 # ## Summary

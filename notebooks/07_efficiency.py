@@ -24,20 +24,19 @@
 # **What you need.** The `lifestudy` package; no dataset. About 2 minutes on 2 CPU cores
 # (the throughput numbers are for this machine only; the device is named below).
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -45,11 +44,11 @@ from IPython.display import display
 import pandas as pd
 import seaborn as sns
 
-from lifestudy import chapters, complexity, report
+from lifestudy import chapters, complexity, report, scorecard
 from lifestudy.bench import BenchConfig, bench
 from lifestudy.records import read_json, write_json_atomic
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # This chapter trains nothing and needs no dataset; `device` is where speed and memory are measured.
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
@@ -58,7 +57,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("07_efficiency", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
@@ -83,7 +82,7 @@ overhead = cost.pivot_table(index="tokens", columns="LIFE", values="GMACs")
 overhead["LIFE overhead (%)"] = 100 * (overhead[True] / overhead[False] - 1)
 overhead.rename(columns={False: f"GMACs {base_model}", True: f"GMACs {life_model}"}).round(4)
 
-# %%
+# %% mystnb={"figure": {"caption": "Left: GMACs per image against the number of patch tokens. Right: LIFE's extra MACs in per cent.", "name": "fig-07-1"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
 sns.lineplot(data=cost, x="tokens", y="GMACs", hue="model", marker="o", ax=ax1)
 ax1.set_xlabel("patch tokens per image")
@@ -124,7 +123,7 @@ speed = pd.DataFrame(rows)
 bench_device = record["provenance"].get("device_name", device)
 speed.set_index(["tokens", "measure"]).round(3)
 
-# %%
+# %% mystnb={"figure": {"caption": "LIFE's training and inference throughput and activation memory as ratios to the baseline, against the number of tokens.", "name": "fig-07-2"}}
 fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
 sns.lineplot(data=speed, x="tokens", y="LIFE / baseline", hue="measure", marker="o", ax=ax)
 ax.axhline(1.0, color="grey", lw=0.8)
@@ -176,11 +175,24 @@ else:
 # `torch.compile` narrow the gap; the closing note of the foundation issue lists what was
 # tried.
 
+# %% tags=["key-results", "remove-input"]
+first, last = overhead.index.min(), overhead.index.max()
+at_most = speed[speed["tokens"] == speed["tokens"].max()].set_index("measure")["LIFE / baseline"]
+chap.key_results([
+    *[report.Finding(claim="life_efficient", what=f"{life_model}: extra MACs at {t} tokens (%)", chapter=chap.name,
+                     section="Cost against the number of tokens", mean=overhead.loc[t, "LIFE overhead (%)"], unit=" %",
+                     holds=overhead.loc[t, "LIFE overhead (%)"] <= scorecard.EFFICIENT_OVERHEAD_PCT)
+      for t in (first, last)],
+    *[report.Finding(claim="life_efficient", what=f"{life_model} / {base_model}: {m} at {speed['tokens'].max()} tokens "
+                     f"(measured, not judged; {bench_device})", chapter=chap.name, section="Throughput and memory",
+                     mean=float(at_most[m]), unit="×", signed=False)
+      for m in ("train (img/s)", "activations (MB)") if m in at_most],
+])
+
 # %% [markdown]
 # ## Summary
 
 # %%
-first, last = overhead.index.min(), overhead.index.max()
 report.summary([
     f"{life_model} has {cost.loc[cost.LIFE, 'params (M)'].iloc[0]:.3f} M parameters against "
     f"{cost.loc[~cost.LIFE, 'params (M)'].iloc[0]:.3f} M for {base_model}.",

@@ -24,20 +24,19 @@
 # **What you need.** The segmentation runs of chapter 6 (trained here if they are
 # missing); in the `cpu` profile about 2 minutes on 2 CPU cores.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -49,7 +48,7 @@ from lifestudy.records import read_json
 from lifestudy.rollout import figures, localisation
 from lifestudy.rollout.runs import run_dataset, score_run
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # The maps use the first seed's models: chapter 6's (next to `out_dir`) where they exist.
 # The number of test images scored is the profile's (`RolloutStudy.n_images`).
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
@@ -59,7 +58,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("08_rollout", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
@@ -165,7 +164,7 @@ for metric in metrics:
     shown_diff[metric + " verdict"] = diff.apply(verdict, axis=1, metric=metric)
 shown_diff
 
-# %%
+# %% mystnb={"figure": {"caption": "Localisation scores of every map against the ground-truth masks, with 95 % bootstrap intervals over images.", "name": "fig-08-1"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
 for ax, metric, label in zip(axes, metrics, ["pointing game (fraction of hits)", "energy inside the mask",
                                               "top-region IoU (area-matched)"]):
@@ -195,6 +194,18 @@ for b, run_dir in run_dirs.items():
         title=chap.caption(f"{b}: class maps of test image 0"),
     )
     plt.show()
+
+# %% tags=["key-results", "remove-input"]
+chap.key_results([
+    report.Finding(claim="rollout_maps" if against == "chance" else "",
+                   what=f"{b}: dense roll-out − {against}, {label}", chapter=chap.name, section="Localisation scores",
+                   mean=v["mean"], low=v["low"], high=v["high"], n=scores[b]["scores"]["n_images"], count="image",
+                   box=metric == "pointing_game")
+    for b in seg.backbones
+    for against in ("chance", "prediction")
+    for metric, label in (("pointing_game", "pointing game"), ("iou_area", "area-matched IoU"))
+    for v in [scores[b]["scores"]["differences"][f"dense-rollout - {against}"][metric]]
+], note="Intervals: 95 % bootstrap over test images (an image's classes resampled together).")
 
 # %% [markdown]
 # ## Summary

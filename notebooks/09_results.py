@@ -22,33 +22,33 @@
 #
 # **What you need.** The runs of the other chapters (`make book` runs them first). Seconds.
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
+# %% tags=["hide-input"]
 import platform
 
 import pandas as pd
+from IPython.display import HTML
 import timm
 import torch
 import torchvision
 
 import lifestudy
-from lifestudy import chapters, report
+from lifestudy import chapters, report, scorecard
 from lifestudy.profiles import PROFILES
 from lifestudy.records import git_state, load_records
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # This chapter reads the records of the others (the parent of `out_dir`); `device` is only shown.
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
@@ -57,10 +57,29 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("09_results", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
+
+# %% [markdown]
+# (claims-scorecard)=
+# ## Claims scorecard
+#
+# One row per claim of the paper's abstract {cite:p}`akkaya2023life`: our verdict, the
+# numbers behind it (each chapter's findings, read from its records, with the half-width of
+# their 95 % interval and the seeds or images behind it), the paper's number and the
+# chapters that show it. The rule (`lifestudy.scorecard`): a finding supports or contradicts
+# a claim only where its interval excludes 0; a claim is *supported* when some finding
+# supports it and none contradicts it (*contradicted* in the mirror case), and *not
+# resolved at this scale* otherwise, and always when a run behind it did not converge.
+
+# %%
+runs_root = chap.out_dir.parent  # every chapter's runs
+findings = report.read_findings(runs_root)
+card = scorecard.scorecard_table(findings)
+print(f"Profile {profile}: {chap.profile.claim}.")
+HTML(scorecard.html_table(card))
 
 # %% [markdown]
 # ## Every record
@@ -70,7 +89,6 @@ chap.banner()
 # provenance columns say where it came from.
 
 # %%
-runs_root = chap.out_dir.parent  # every chapter's runs
 records = load_records(runs_root)
 print(f"{len(records)} records under {chap.show(runs_root)}")
 table = report.provenance_table(records, runs_root)
@@ -151,6 +169,14 @@ env = {
     **git_state(),
 }
 pd.Series(env, name="value").to_frame()
+
+# %% tags=["key-results", "remove-input"]
+verdicts = card["verdict"].str.replace("<strong>", "").str.replace("</strong>", "")
+chap.key_results([
+    report.Finding(claim="", what=f"claims {v}", chapter=chap.name, section="Claims scorecard",
+                   mean=float((verdicts == v).sum()), signed=False, shown=f"{(verdicts == v).sum()} of {len(card)}")
+    for v in (scorecard.SUPPORTED, scorecard.CONTRADICTED, scorecard.NOT_RESOLVED)
+], note=f"Profile {profile}: {chap.profile.claim}.")
 
 # %% [markdown]
 # ## Summary

@@ -25,30 +25,24 @@
 # **What you need.** What chapter 2 needs (its runs of the baseline, LIFE and the CNN are
 # reused when they exist); in the `cpu` profile 2 CPU cores (the chapter prints its time).
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # ## Setup
 #
 # In Colab the next cell installs the package from its repository; anywhere else it does
 # nothing (install with `pip install -e .` or `make install` instead).
 
-# %% tags=["colab"]
+# %% tags=["colab", "remove-cell"]
 import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)
 
 if "google.colab" in sys.modules:  # in Colab only: install the package from its repository
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+https://github.com/lifestudy/lifestudy"], check=True)
 
-# %%
-import time
-
+# %% tags=["hide-input"]
 import pandas as pd
 
 from lifestudy import chapters, peers, records, report, stats
-from lifestudy.engine.runs import doubled, records_frame, run_all, schedule_check
 
-chapter_start = time.perf_counter()
-
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
 device = "cpu"  # cpu | cuda | auto
 seeds = None  # None: the seeds the profile gives this chapter
@@ -56,7 +50,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 
-# %%
+# %% tags=["hide-input"]
 chap = chapters.setup("10_locality", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
 chap.banner()
@@ -85,7 +79,6 @@ arm.update({m: name for name, method in peers.METHODS.items() for m in (method.m
 chapters.ensure_data([study.dataset], chap.data_root)
 configs = [chap.config("classification", study.dataset, m, s, out=(study.dataset, m, f"seed{s}"))
            for m in models for s in chap.seeds]
-checks = [doubled(c) for c in configs if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
 pd.DataFrame([{"model": m, "method": arm[m], "seeds": len(chap.seeds), "dataset": study.dataset,
                "images per class": chap.profile.settings_for(study.dataset).subset or "all"} for m in models])
 
@@ -96,16 +89,10 @@ pd.DataFrame([{"model": m, "method": arm[m], "seeds": len(chap.seeds), "dataset"
 # trained again: its record is read from there (`how` says which).
 
 # %%
-recs = run_all(configs + checks, share=[chap.out_dir.parent], jobs=chap.profile.jobs, threads=chap.profile.threads)
-main_recs, check_recs = recs[:len(configs)], recs[len(configs):]
-runs = records_frame(main_recs)
+trained = chap.run_checked(configs)
+converged = trained.converged("model")
+runs = trained.frame()
 runs["method"] = runs["model"].map(arm)
-if checks:
-    check = schedule_check(zip([r for c, r in zip(configs, main_recs) if c.seed == chap.seeds[0]], check_recs))
-    converged = {r.model: bool(r.converged) for r in check.itertuples()}
-    display(check.drop(columns=["subset"]).round(2))
-else:
-    converged = {}
 runs["converged"] = runs["model"].map(converged)
 runs.groupby("method", sort=False)["how"].value_counts().unstack(fill_value=0)
 
@@ -124,7 +111,7 @@ for method in [arm[m] for m in models if arm[m] != "baseline"]:
     r = g.iloc[0]
     vals = runs[runs["method"] == method]["top1"]
     rows.append({"method": method, "top1": vals.mean(), "sd": vals.std(ddof=1) if len(vals) > 1 else float("nan"),
-                 "gain": r["mean"], "low": r["low"], "high": r["high"], "verdict": r["verdict"], "text": r["text"],
+                 "gain": r["mean"], "low": r["low"], "high": r["high"], "n": r["n"], "verdict": r["verdict"], "text": r["text"],
                  "converged": converged.get(runs[runs["method"] == method]["model"].iloc[0])})
 base = runs[runs["method"] == "baseline"]["top1"]
 accuracy = pd.DataFrame([{"method": "baseline", "top1": base.mean(),
@@ -212,11 +199,31 @@ claim = pd.DataFrame([
 ])
 claim.style.hide(axis="index")
 
+# %% tags=["key-results", "remove-input"]
+hosts = len(peers.HOSTS)
+model_of = {a: m for m, a in arm.items()}
+chap.key_results([
+    *[report.Finding(claim="peers_specific_or_costly", what=f"{m} (MACs, activations × the baseline; hosts it applies to)",
+                     chapter=chap.name, section="To which ViTs does each apply unchanged?", mean=ratio[m]["macs"],
+                     holds=m in specific or m in dearer["macs"] or m in dearer["activation_mb"],
+                     shown=f"{ratio[m]['macs']:.3f}× MACs, {ratio[m]['activation_mb']:.2f}× activations, "
+                           f"{sum(c['applies'] for c in table[m].values())} of {hosts} hosts")
+      for m in peer_names],
+    report.Finding(claim="aux_tokens", what="LIFE in a ViT with class + distillation tokens (forward, backward, locality)",
+                   chapter=chap.name, section="To which ViTs does each apply unchanged?", mean=1.0,
+                   holds=bool(life_row["class + distillation tokens"]["applies"]),
+                   shown="applies" if life_row["class + distillation tokens"]["applies"] else "refused"),
+    *[report.Finding(claim="", what=f"{m} − baseline, top-1 (points)", chapter=chap.name, section="Accuracy",
+                     mean=r["gain"], low=r["low"], high=r["high"], n=int(r["n"]),
+                     converged=False if False in (converged.get(model_of[m]), converged.get(study.baseline)) else None)
+      for m, r in accuracy.drop(index="baseline").iterrows() if pd.notna(r.get("gain"))],
+])
+
 # %% [markdown]
 # ## Summary
 
 # %%
-minutes = (time.perf_counter() - chapter_start) / 60
+minutes = chap.minutes()
 lines = [f"{study.dataset}, seeds {report.seeds_text(chap.seeds)}: baseline {accuracy.loc['baseline', 'top1']:.2f} %; "
          + "; ".join(f"{m} {r['top1']:.2f} % (gain {r['text']} points: {r['verdict']})"
                      + ("" if r["converged"] is not False else " (not converged)")
@@ -226,6 +233,6 @@ lines.append("Applies unchanged to every host: " + (", ".join(m for m in table i
 lines.append("Cost ratios to the baseline (MACs, train img/s, activations): " + "; ".join(
     f"{m} {r['macs']:.2f}, {r['train_img_s']:.2f}, {r['activation_mb']:.2f}" for m, r in ratio.items() if m != "baseline"))
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
-             f"{(runs['how'] != 'trained').sum()} reused, {len(checks)} schedule checks); profile {profile}; "
+             f"{(runs['how'] != 'trained').sum()} reused, {len(trained.twice)} schedule checks); profile {profile}; "
              f"records under {chap.show()}.")
 report.summary(lines)

@@ -243,3 +243,71 @@ def test_injected_parameters_are_folded_away(built_book):
         cells = re.findall(r'<div class="cell([^"]*)"', html)
         injected = [c for c in cells if "tag_injected-parameters" in c]
         assert injected and all("tag_hide-input" in c for c in injected), name
+
+
+# --------------------------------------------------------------------------------------
+# What a reader of the built pages sees first, and what they never see
+
+
+def _machine_paths(book_html: Path) -> list[str]:
+    """Absolute paths of this machine that a built page must not show."""
+    import tempfile
+
+    found = {str(ROOT), str(ROOT.resolve()), str(book_html.parent.parent), sys.prefix,
+             str(Path(sys.prefix).resolve()), str(Path(tempfile.gettempdir()) / "pytest-of-")}
+    home = str(Path.home())
+    if len(home) > 5:  # "/root" is also a word of prose; a longer home is a path
+        found.add(home)
+    return sorted(p for p in found if len(p) > 5)
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_no_path_of_the_build_machine_in_the_built_pages(built_book):
+    """Inputs and outputs alike: the pages and the notebooks offered for download."""
+    paths = _machine_paths(built_book)
+    files = [*built_book.rglob("*.html"), *built_book.glob("_sources/**/*.ipynb")]
+    assert any(f.name == "09_results.html" for f in files)
+    leaks = [(f.relative_to(built_book).as_posix(), p) for f in files for p in paths if p in f.read_text()]
+    assert not leaks, f"machine paths in the built book: {leaks[:5]}"
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_pages_open_with_key_results_and_hide_the_set_up(built_book):
+    for name in NAMES:
+        html = (built_book / "chapters" / f"{name}.html").read_text()
+        box = html.find('class="admonition tip key-results"')
+        assert 0 < box < html.find("Numbers on this page:"), f"{name}: key results are not the page's first block"
+        assert box < html.find("<h2", html.find("<article")), f"{name}: key results come after a section"
+        assert "google.colab" not in html, f"{name}: the Colab cell is in the HTML"
+        cells = re.findall(r'<div class="cell([^"]*)"', html)
+        for tag in ("tag_parameters", "tag_injected-parameters"):
+            tagged = [c for c in cells if tag in c]
+            assert tagged and all("tag_hide-input" in c for c in tagged), (name, tag)
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_the_scorecard_is_on_the_results_page_and_linked_from_the_front_page(built_book):
+    import html as html_module
+
+    from lifestudy.scorecard import CLAIMS
+
+    html = (built_book / "chapters" / "09_results.html").read_text()
+    assert 'id="claims-scorecard"' in html
+    table = html[html.find('class="dataframe scorecard"'):]
+    table = table[:table.find("</table>")]
+    assert table.count("<tr") == len(CLAIMS) + 1  # a header row and one per claim
+    for claim in CLAIMS:
+        assert html_module.escape(claim.text) in table
+    assert "chapters/09_results.html#claims-scorecard" in (built_book / "intro.html").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_figures_have_numbered_captions(built_book):
+    """Every chapter that plots (1-8) shows its figures with a numbered caption (MyST figure)."""
+    for name in [n for n in NAMES if n[:2] <= "08"]:
+        html = (built_book / "chapters" / f"{name}.html").read_text()
+        assert "<figcaption" in html and re.search(r"Fig\. \d+", html), f"{name}: a figure without a numbered caption"

@@ -107,6 +107,16 @@ def test_anatomy(path):
     setup_call = cells[params + 1].source
     assert f'chapters.setup("{path.stem}", profile, seeds, ' in setup_call
     assert "chap.banner(" in setup_call
+    # The book opens with narration and results: the set-up is folded away (Colab cell removed,
+    # imports, parameters and set-up call behind a toggle), the Colab copies keep every cell.
+    tags = lambda i: cells[i].metadata.get("tags", [])  # noqa: E731
+    assert "remove-cell" in tags(setup[0])
+    assert all("hide-input" in tags(i) for i in (imports[0], params, params + 1)), "hide the set-up's input"
+    # A key-results box, computed from the records at the end and shown first in the book
+    # (book/tools/chapters.py moves it), before the summary.
+    key = [i for i, c in enumerate(cells) if "key-results" in c.metadata.get("tags", [])]
+    assert len(key) == 1 and "chap.key_results(" in cells[key[0]].source and "remove-input" in tags(key[0])
+    assert key[0] < len(cells) - 2, "the key results come before the summary"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -177,10 +187,31 @@ def smoke_chapters(workdir: Path) -> dict[str, tuple[Path | None, str | None, fl
 
 
 def _execute_all(workdir: Path) -> dict[str, tuple[Path | None, str | None, float]]:
+    """Execute the chapters as ``make book`` does: in the book's order (chapter 9, which
+    reads every other chapter's records, last), from the repository's root, with the run
+    folders passed relative to it (``runs/.smoke-<id>/NN_name``: a link to ``workdir``,
+    removed afterwards), so no path of this machine reaches the executed notebooks."""
+    from lifestudy.profiles import CHAPTERS
+
+    order = {name: i for i, name in enumerate(CHAPTERS)}
+    link = ROOT / "runs" / f".smoke-{os.getpid()}-{workdir.name}"
+    link.parent.mkdir(exist_ok=True)
+    (workdir / "runs").mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(workdir / "runs", target_is_directory=True)
+    try:
+        return _execute(sorted(NOTEBOOKS, key=lambda p: order.get(p.stem, len(order))), workdir,
+                        link.relative_to(ROOT))
+    finally:
+        link.unlink()
+
+
+def _execute(notebooks, workdir: Path, runs: Path) -> dict[str, tuple[Path | None, str | None, float]]:
     import papermill
 
     results = {}
-    for path in NOTEBOOKS:
+    for path in notebooks:
         src = workdir / "src" / f"{path.stem}.ipynb"
         out = workdir / "executed" / f"{path.stem}.ipynb"
         src.parent.mkdir(parents=True, exist_ok=True)
@@ -191,8 +222,7 @@ def _execute_all(workdir: Path) -> dict[str, tuple[Path | None, str | None, floa
             with _inline_plots():
                 papermill.execute_notebook(
                     str(src), str(out), kernel_name="python3", cwd=str(ROOT), progress_bar=False,
-                    parameters={"profile": "smoke", "device": "cpu",
-                                "out_dir": str(workdir / "runs" / path.stem)},
+                    parameters={"profile": "smoke", "device": "cpu", "out_dir": str(runs / path.stem)},
                 )
             results[path.stem] = (out, None, time.perf_counter() - start)
         except Exception as err:  # noqa: BLE001 (reported by the per-notebook test)

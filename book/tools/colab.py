@@ -31,7 +31,9 @@ __all__ = ["CONFIG", "COLAB_TAG", "repository_url", "setup_cell", "with_setup_ce
 
 CONFIG = Path(__file__).resolve().parents[1] / "_config.yml"
 COLAB_TAG = "colab"
-_CELL_MARK = f'# %% tags=["{COLAB_TAG}"]\n'
+# The cell's tags: "remove-cell" keeps it out of the HTML book (it does nothing there);
+# the Colab copies keep it, as every other cell.
+_CELL_MARK = f'# %% tags=["{COLAB_TAG}", "remove-cell"]\n'
 
 
 def repository_url(config: Path = CONFIG) -> str:
@@ -45,8 +47,7 @@ def setup_cell(url: str) -> str:
         "import subprocess, sys  # noqa: E401  (`make colab` writes this cell from book/_config.yml)\n"
         "\n"
         'if "google.colab" in sys.modules:  # in Colab only: install the package from its repository\n'
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",\n'
-        f'                    "lifestudy @ git+{url}"], check=True)\n'
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lifestudy @ git+{url}"], check=True)\n'
     )
 
 
