@@ -66,7 +66,8 @@ from torch.autograd.function import once_differentiable
 from lifestudy.errors import ConfigError, UnsupportedModelError
 
 __all__ = [
-    "LIFE", "DepthwiseConv2d", "apply_life", "set_grid_size", "patch_grid", "split_channels", "life_modules",
+    "LIFE", "DepthwiseConv2d", "QKVFeatures", "apply_life", "set_grid_size", "patch_grid", "split_channels",
+    "life_modules",
 ]
 
 
@@ -343,7 +344,22 @@ def _life_qkv(
     return _life_forward(x, P, gh, gw, paddings, params[0], params[1], params[2:1 + S], params[1 + S:])[0]
 
 
-class LIFE(nn.Module):
+class QKVFeatures:
+    """``in_features`` / ``out_features`` of a module that stands in for ``attn.qkv`` (a
+    ``Linear(dim, 3 * dim)``): timm code, and ours, reads them from ``attn.qkv``."""
+
+    dim: int
+
+    @property
+    def in_features(self) -> int:
+        return self.dim
+
+    @property
+    def out_features(self) -> int:
+        return 3 * self.dim
+
+
+class LIFE(QKVFeatures, nn.Module):
     """Multi-scale local q/k/v projection, a drop-in for timm ``Attention.qkv``.
 
     Args:
@@ -390,15 +406,6 @@ class LIFE(nn.Module):
         self.pw = nn.ModuleList(nn.Linear(c_in, c_out, bias=False) for c_in, c_out in zip(widths[:-1], widths[1:]))
         self.norm = nn.LayerNorm(dim) if qkv_norm else nn.Identity()
         self.reset_parameters()
-
-    # timm code (and ours) sometimes reads qkv.in_features / out_features.
-    @property
-    def in_features(self) -> int:
-        return self.dim
-
-    @property
-    def out_features(self) -> int:
-        return 3 * self.dim
 
     def reset_parameters(self) -> None:
         """Scale 1 as timm inits ``qkv`` (trunc-normal std .02, zero bias); the depthwise and

@@ -38,27 +38,27 @@ COMPLEXITY: dict[str, dict[str, float]] = {
 DETECTION: list[dict[str, float | str | bool]] = [
     dict(init=init, backbone=backbone, head=head, params_m=p, gmacs=g, map=m, f1=f,
          needs_pretrained=init != "random")
-    for init, backbone, rows in [
-        ("random", "DeiT-T", [("encdec", 27.20, 14.20, 27.31, 37.52),
-                              ("encdec-linear", 28.38, 14.50, 29.76, 40.24),
-                              ("encdec-life", 28.19, 14.45, 31.37, 41.80)]),
-        ("random", "DeiT-T-LIFE", [("encdec", 27.27, 14.28, 27.09, 37.49),
-                                   ("encdec-linear", 28.46, 14.58, 29.22, 39.60),
-                                   ("encdec-life", 28.26, 14.53, 32.21, 42.52)]),
-        ("imagenet-1k", "DeiT-T", [("encdec", 27.20, 14.20, 72.12, 79.32),
-                                   ("encdec-linear", 28.38, 14.50, 73.02, 80.12),
-                                   ("encdec-life", 28.19, 14.45, 73.51, 80.42)]),
-        ("imagenet-1k", "DeiT-T-LIFE", [("encdec", 27.27, 14.28, 72.43, 79.68),
-                                        ("encdec-linear", 28.46, 14.58, 73.05, 80.16),
-                                        ("encdec-life", 28.26, 14.53, 73.92, 80.73)]),
-        ("imagenet-1k", "Swinv2-T", [("encdec", 50.07, 27.32, 78.21, 84.48),
-                                     ("encdec-linear", 51.26, 27.62, 78.94, 85.01),
-                                     ("encdec-life", 51.06, 27.57, 80.57, 86.13)]),
-        ("imagenet-1k", "Swinv2-T-LIFE", [("encdec", 50.23, 27.57, 80.24, 85.92),
-                                          ("encdec-linear", 51.41, 27.88, 81.27, 86.73),
-                                          ("encdec-life", 51.22, 27.83, 81.27, 86.68)]),
+    for init, backbone, head, p, g, m, f in [
+        # init         backbone         head             params GMACs  mAP    F1
+        ("random",      "DeiT-T",        "encdec",        27.20, 14.20, 27.31, 37.52),
+        ("random",      "DeiT-T",        "encdec-linear", 28.38, 14.50, 29.76, 40.24),
+        ("random",      "DeiT-T",        "encdec-life",   28.19, 14.45, 31.37, 41.80),
+        ("random",      "DeiT-T-LIFE",   "encdec",        27.27, 14.28, 27.09, 37.49),
+        ("random",      "DeiT-T-LIFE",   "encdec-linear", 28.46, 14.58, 29.22, 39.60),
+        ("random",      "DeiT-T-LIFE",   "encdec-life",   28.26, 14.53, 32.21, 42.52),
+        ("imagenet-1k", "DeiT-T",        "encdec",        27.20, 14.20, 72.12, 79.32),
+        ("imagenet-1k", "DeiT-T",        "encdec-linear", 28.38, 14.50, 73.02, 80.12),
+        ("imagenet-1k", "DeiT-T",        "encdec-life",   28.19, 14.45, 73.51, 80.42),
+        ("imagenet-1k", "DeiT-T-LIFE",   "encdec",        27.27, 14.28, 72.43, 79.68),
+        ("imagenet-1k", "DeiT-T-LIFE",   "encdec-linear", 28.46, 14.58, 73.05, 80.16),
+        ("imagenet-1k", "DeiT-T-LIFE",   "encdec-life",   28.26, 14.53, 73.92, 80.73),
+        ("imagenet-1k", "Swinv2-T",      "encdec",        50.07, 27.32, 78.21, 84.48),
+        ("imagenet-1k", "Swinv2-T",      "encdec-linear", 51.26, 27.62, 78.94, 85.01),
+        ("imagenet-1k", "Swinv2-T",      "encdec-life",   51.06, 27.57, 80.57, 86.13),
+        ("imagenet-1k", "Swinv2-T-LIFE", "encdec",        50.23, 27.57, 80.24, 85.92),
+        ("imagenet-1k", "Swinv2-T-LIFE", "encdec-linear", 51.41, 27.88, 81.27, 86.73),
+        ("imagenet-1k", "Swinv2-T-LIFE", "encdec-life",   51.22, 27.83, 81.27, 86.68),
     ]
-    for head, p, g, m, f in rows
 ]
 
 #: The paper's detection backbones -> the timm names of ours they correspond to.
@@ -104,26 +104,20 @@ def segmentation_rows(init: str | None = None) -> dict[str, dict]:
 #: table reports them (the official repository's README, ``docs/classification_results.png``).
 #: Keys are the paper's model names; datasets: cifar10, cifar100, tiny-imagenet, imagenet100.
 CLASSIFICATION: dict[str, dict[str, float]] = {
-    "ResNet-18": {"params_m": 11.23, "gmacs": 2.37, "cifar10": 94.14, "cifar100": 75.10,
-                  "tiny-imagenet": 60.86, "imagenet100": 80.74},
-    "ResNet-50": {"params_m": 23.71, "gmacs": 5.35, "cifar10": 94.32, "cifar100": 74.25,
-                  "tiny-imagenet": 63.45, "imagenet100": 82.70},
-    "DeiT-T": {"params_m": 5.54, "gmacs": 1.26, "cifar10": 85.65, "cifar100": 51.45,
-               "tiny-imagenet": 54.89, "imagenet100": 63.56},
-    "DeiT-T-LIFE": {"params_m": 5.62, "gmacs": 1.27, "cifar10": 89.28, "cifar100": 71.74,
-                    "tiny-imagenet": 60.51, "imagenet100": 68.32},
-    "T2T-ViT-12": {"params_m": 6.66, "gmacs": 1.74, "cifar10": 88.41, "cifar100": 52.51,
-                   "tiny-imagenet": 57.89, "imagenet100": 83.58},
-    "T2T-ViT-12-LIFE": {"params_m": 6.59, "gmacs": 1.71, "cifar10": 89.96, "cifar100": 54.51,
-                        "tiny-imagenet": 60.52, "imagenet100": 83.96},
-    "DeiT-S": {"params_m": 21.70, "gmacs": 4.61, "cifar10": 87.24, "cifar100": 70.39,
-               "tiny-imagenet": 55.08, "imagenet100": 80.84},
-    "DeiT-S-LIFE": {"params_m": 21.85, "gmacs": 4.64, "cifar10": 90.38, "cifar100": 73.97,
-                    "tiny-imagenet": 59.78, "imagenet100": 81.52},
-    "Swinv2-T": {"params_m": 27.72, "gmacs": 5.95, "cifar10": 95.03, "cifar100": 76.65,
-                 "tiny-imagenet": 64.78, "imagenet100": 86.86},
-    "Swinv2-T-LIFE": {"params_m": 27.88, "gmacs": 6.01, "cifar10": 95.14, "cifar100": 77.48,
-                      "tiny-imagenet": 65.84, "imagenet100": 86.98},
+    name: dict(zip(("params_m", "gmacs", "cifar10", "cifar100", "tiny-imagenet", "imagenet100"), row))
+    for name, *row in [
+        # model            params  GMACs  CIFAR-10 CIFAR-100 Tiny-IN  IN-100
+        ("ResNet-18",       11.23, 2.37,  94.14,   75.10,    60.86,   80.74),
+        ("ResNet-50",       23.71, 5.35,  94.32,   74.25,    63.45,   82.70),
+        ("DeiT-T",           5.54, 1.26,  85.65,   51.45,    54.89,   63.56),
+        ("DeiT-T-LIFE",      5.62, 1.27,  89.28,   71.74,    60.51,   68.32),
+        ("T2T-ViT-12",       6.66, 1.74,  88.41,   52.51,    57.89,   83.58),
+        ("T2T-ViT-12-LIFE",  6.59, 1.71,  89.96,   54.51,    60.52,   83.96),
+        ("DeiT-S",          21.70, 4.61,  87.24,   70.39,    55.08,   80.84),
+        ("DeiT-S-LIFE",     21.85, 4.64,  90.38,   73.97,    59.78,   81.52),
+        ("Swinv2-T",        27.72, 5.95,  95.03,   76.65,    64.78,   86.86),
+        ("Swinv2-T-LIFE",   27.88, 6.01,  95.14,   77.48,    65.84,   86.98),
+    ]
 }
 
 #: The paper's model names by timm name (ours for T2T-ViT), for tables that put ours beside them.

@@ -20,8 +20,8 @@
 # **What you will learn.** Whether LIFE's local inductive bias helps a ViT that has only
 # a little data, by how much, and whether three seeds can tell.
 #
-# **What you need.** In the `cpu` profile: scikit-learn's digits and Fashion-MNIST
-# (`make data` fetches it) and 2 CPU cores (the chapter prints its running time). In the `paper` profile:
+# **What you need.** In the `cpu` profile: Fashion-MNIST at 16×16 (`make data` fetches
+# it; the smoke profile uses scikit-learn's digits) and 2 CPU cores (the chapter prints its running time). In the `paper` profile:
 # CIFAR-10/100, Tiny-ImageNet and ImageNet-100 on disk and a GPU.
 
 # %% [markdown]

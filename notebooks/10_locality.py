@@ -175,10 +175,11 @@ reasons.style.hide(axis="index") if len(reasons) else reasons
 # ## The abstract's claim, part by part
 #
 # The paper's own sentences {cite:p}`akkaya2023life` beside what our measurements say
-# (computed below from this chapter's records; costs at the training input, 32x32 with
-# patch 4, where the 64-token grid makes every local operator cheap beside attention and
-# the MLP, and the timings are CPU ones: see chapter 7 for how LIFE's ratios move with the
-# number of tokens and on a GPU).
+# (computed below from this chapter's records; costs at the training input, the profile's
+# (16x16 with patch 4 in the cpu profile: a 16-token grid, where every local operator's
+# fixed cost per call weighs more beside attention and the MLP than at 64 tokens), and the
+# timings are CPU ones: see chapter 7 for how LIFE's ratios move with the number of tokens
+# and on a GPU).
 
 # %%
 peer_names = [arm[m] for m in study.peers]

@@ -70,7 +70,7 @@ def test_resolution_order(tmp_path):
     assert cfg.subset == cpu.data["fashion-mnist"].subset  # the dataset's setting
     assert cfg.recipe["eval_subset"] == cpu.data["fashion-mnist"].recipe["eval_subset"]
     assert cfg.lr == pytest.approx(cpu.recipe.lr_base * cfg.batch_size / 512)
-    assert cfg.img_size == (32, 32) and cfg.resolved
+    assert cfg.img_size == cpu.data["fashion-mnist"].img_size and cfg.resolved  # the dataset's, not the spec's 28x28
     assert set(cfg.recipe) == {f.name for f in dataclasses.fields(Recipe)}
 
     cfg = resolve(TrainConfig(data="fashion-mnist", profile="cpu", out=str(tmp_path), epochs=3, subset=0,

@@ -120,6 +120,23 @@ class Source:
         self.validate(name, root)
         return f"{name}: already in place under {root}"
 
+    def fetch_by(self, name: str, root: Path, download, done: str = "downloaded", deep: bool = False,
+                 fix: str = "") -> str:
+        """Fetch with ``download()`` (torchvision's downloaders), unless :meth:`validate` (with
+        ``deep``) already passes; validate again after it. A failed download raises a
+        DatasetError with the error and ``fix``; return a message saying what was done."""
+        try:
+            self.validate(name, root, deep=deep)
+            return f"{name}: already in place under {self.path(root)}"
+        except DatasetError:
+            pass
+        try:
+            download()
+        except Exception as err:  # urllib / socket / zip errors differ across versions
+            raise self.error(name, root, f"download failed ({err.__class__.__name__}: {err}){fix}") from None
+        self.validate(name, root, deep=deep)
+        return f"{name}: {done} into {self.path(root)}"
+
     def describe(self, name: str, root: Path) -> str:
         """One line for ``lifestudy data check``: splits, sizes, classes (the root as
         :func:`lifestudy.records.display_path` shows it)."""

@@ -468,19 +468,9 @@ class _CIFAR(Source):
     def fetch(self, name, root):
         from torchvision import datasets
 
-        try:
-            self.validate(name, root, deep=True)
-            return f"{name}: already in place under {self.path(root)}"
-        except DatasetError:
-            pass
         cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-        try:
-            cls(str(root), train=True, download=True)
-        except Exception as err:
-            raise self.error(name, root, f"download failed ({err.__class__.__name__}: {err}); "
-                                         f"download {self.url} and extract it under {root}") from None
-        self.validate(name, root, deep=True)
-        return f"{name}: downloaded into {self.path(root)}"
+        return self.fetch_by(name, root, lambda: cls(str(root), train=True, download=True), deep=True,
+                             fix=f"; download {self.url} and extract it under {root}")
 
 
 @register_source
@@ -619,17 +609,8 @@ tiny-imagenet-200/val/val_annotations.txt        (file <tab> wnid <tab> box)"""
     def fetch(self, name, root):
         from torchvision.datasets.utils import download_and_extract_archive
 
-        try:
-            self.validate(name, root)
-            return f"{name}: already in place under {self.path(root)}"
-        except DatasetError:
-            pass
-        try:
-            download_and_extract_archive(self.url, download_root=str(root))
-        except Exception as err:  # urllib / socket / zip errors differ across versions
-            raise self.error(name, root, f"download failed ({err.__class__.__name__}: {err})") from None
-        self.validate(name, root)
-        return f"{name}: downloaded and extracted into {self.path(root)}"
+        return self.fetch_by(name, root, lambda: download_and_extract_archive(self.url, download_root=str(root)),
+                             done="downloaded and extracted")
 
     def build(self, name, root, split, transform=None, **options):
         _no_options(name, options)

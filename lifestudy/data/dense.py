@@ -217,18 +217,11 @@ VOCdevkit/VOC2012/...   (optional, same layout; its trainval joins the training 
     def fetch(self, name, root):
         from torchvision.datasets import VOCDetection
 
-        try:
-            self.validate(name, root)
-            return f"{name}: already in place under {self.path(root)}"
-        except DatasetError:
-            pass
-        try:
+        def download():
             for year, image_set in [("2007", "trainval"), ("2007", "test"), ("2012", "trainval")]:
                 VOCDetection(str(root), year=year, image_set=image_set, download=True)
-        except Exception as err:
-            raise self.error(name, root, f"download failed ({err.__class__.__name__}: {err})") from None
-        self.validate(name, root)
-        return f"{name}: downloaded into {self.path(root)}"
+
+        return self.fetch_by(name, root, download)
 
 
 @register_source
@@ -262,17 +255,7 @@ VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt, val.txt"""
     def fetch(self, name, root):
         from torchvision.datasets import VOCSegmentation
 
-        try:
-            self.validate(name, root)
-            return f"{name}: already in place under {self.path(root)}"
-        except DatasetError:
-            pass
-        try:
-            VOCSegmentation(str(root), year="2012", image_set="train", download=True)
-        except Exception as err:
-            raise self.error(name, root, f"download failed ({err.__class__.__name__}: {err})") from None
-        self.validate(name, root)
-        return f"{name}: downloaded into {self.path(root)}"
+        return self.fetch_by(name, root, lambda: VOCSegmentation(str(root), year="2012", image_set="train", download=True))
 
 
 # ----------------------------------------------------------------------------- Cityscapes

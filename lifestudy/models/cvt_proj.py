@@ -32,16 +32,15 @@ from __future__ import annotations
 
 import torch
 from timm.layers import Attention
-from timm.models import generate_default_cfgs, register_model
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from lifestudy.models.locality import GridState, build_peer, prefix_and_patches, small_cfg
+from lifestudy.life import QKVFeatures
+from lifestudy.models.locality import GridState, prefix_and_patches, register_peers
 
-__all__: list[str] = []  # filled by @register_model
+__all__: list[str] = []  # filled by register_peers (timm's register_model)
 
 
-class ConvQKV(nn.Module):
+class ConvQKV(QKVFeatures, nn.Module):
     """Depthwise conv + BatchNorm, then a linear layer, for each of q, k, v; a drop-in for ``qkv``.
 
     Args:
@@ -59,14 +58,6 @@ class ConvQKV(nn.Module):
         self.bn = nn.BatchNorm2d(3 * dim, **dd)
         self.proj = nn.ModuleList(nn.Linear(dim, dim, bias=bias, **dd) for _ in range(3))
         self.grid_state: GridState | None = None  # set by attach_grid (or a host's own hook)
-
-    @property
-    def in_features(self) -> int:
-        return self.dim
-
-    @property
-    def out_features(self) -> int:
-        return 3 * self.dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prefix, patches, (gh, gw) = prefix_and_patches(self, x)
@@ -86,21 +77,9 @@ class ConvProjAttention(Attention):
         self.qkv = ConvQKV(dim, bias=qkv_bias, kernel_size=kernel_size, **dd)
 
 
-default_cfgs = generate_default_cfgs({
-    "deit_micro_patch4_32_convproj": small_cfg(),
-    "deit_test_patch4_32_convproj": small_cfg(),
+LAYERS = dict(attn_layer=ConvProjAttention)  # what the peer passes into timm's VisionTransformer
+
+register_peers(__name__, "convproj", LAYERS, {
+    "micro": "DeiT-micro with CvT's convolutional q/k/v projection (stride 1) in every block.",
+    "test": "The test-size DeiT with CvT's convolutional projection.",
 })
-
-LAYERS = dict(attn_layer=ConvProjAttention)
-
-
-@register_model
-def deit_micro_patch4_32_convproj(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-micro with CvT's convolutional q/k/v projection (stride 1) in every block."""
-    return build_peer("deit_micro_patch4_32_convproj", "micro", LAYERS, pretrained, **kwargs)
-
-
-@register_model
-def deit_test_patch4_32_convproj(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """The test-size DeiT with CvT's convolutional projection."""
-    return build_peer("deit_test_patch4_32_convproj", "test", LAYERS, pretrained, **kwargs)

@@ -24,12 +24,16 @@ own bookkeeping (:mod:`lifestudy.life`).
 from __future__ import annotations
 
 import math
+import sys
+from functools import partial
 from typing import Any
 
 import torch
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from lifestudy.errors import ConfigError, UnsupportedModelError
+from lifestudy.models.registry import register
 
 __all__ = ["GridState", "NotApplicable", "attach_grid", "grid_layers", "prefix_and_patches", "patch_grid_of",
            "small_cfg", "build_peer", "SIZES"]
@@ -148,3 +152,13 @@ def build_peer(variant: str, size: str, layers: dict[str, Any], pretrained: bool
     )
     attach_grid(model)
     return model
+
+
+def register_peers(module: str, suffix: str, layers: dict[str, Any], docs: dict[str, str], **cfg: Any) -> None:
+    """Register ``deit_<size>_patch4_32_<suffix>`` for each ``size`` in ``docs`` (size ->
+    docstring): :func:`build_peer` with ``layers``, an entrypoint of ``module`` in timm's
+    registry, with :func:`small_cfg` (``cfg`` changed) in that module's ``default_cfgs``."""
+    names = {size: f"deit_{size}_patch4_32_{suffix}" for size in docs}
+    sys.modules[module].default_cfgs = generate_default_cfgs({name: small_cfg(**cfg) for name in names.values()})
+    for size, name in names.items():
+        register(module, name, partial(build_peer, name, size, layers), docs[size])

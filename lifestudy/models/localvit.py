@@ -31,13 +31,11 @@ Registered: ``deit_micro_patch4_32_localvit`` (96 wide, 6 deep, 3 heads, patch 4
 from __future__ import annotations
 
 import torch
-from timm.models import generate_default_cfgs, register_model
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from lifestudy.models.locality import GridState, build_peer, prefix_and_patches, small_cfg
+from lifestudy.models.locality import GridState, prefix_and_patches, register_peers
 
-__all__: list[str] = []  # filled by @register_model
+__all__: list[str] = []  # filled by register_peers (timm's register_model)
 
 
 class LocalityFeedForward(nn.Module):
@@ -89,21 +87,9 @@ class LocalityFeedForward(nn.Module):
         return torch.cat([y.new_zeros(B, prefix.shape[1], self.out_features), y], dim=1)
 
 
-default_cfgs = generate_default_cfgs({
-    "deit_micro_patch4_32_localvit": small_cfg(),
-    "deit_test_patch4_32_localvit": small_cfg(),
+LAYERS = dict(mlp_layer=LocalityFeedForward)  # what the peer passes into timm's VisionTransformer
+
+register_peers(__name__, "localvit", LAYERS, {
+    "micro": "DeiT-micro with LocalViT's depthwise-conv feed-forward network in every block.",
+    "test": "The test-size DeiT with LocalViT's feed-forward network.",
 })
-
-LAYERS = dict(mlp_layer=LocalityFeedForward)
-
-
-@register_model
-def deit_micro_patch4_32_localvit(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-micro with LocalViT's depthwise-conv feed-forward network in every block."""
-    return build_peer("deit_micro_patch4_32_localvit", "micro", LAYERS, pretrained, **kwargs)
-
-
-@register_model
-def deit_test_patch4_32_localvit(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """The test-size DeiT with LocalViT's feed-forward network."""
-    return build_peer("deit_test_patch4_32_localvit", "test", LAYERS, pretrained, **kwargs)

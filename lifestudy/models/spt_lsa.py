@@ -34,13 +34,11 @@ import math
 import torch
 import torch.nn.functional as F
 from timm.layers import Attention, PatchEmbed
-from timm.models import generate_default_cfgs, register_model
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from lifestudy.models.locality import build_peer, small_cfg
+from lifestudy.models.locality import register_peers
 
-__all__: list[str] = []  # filled by @register_model
+__all__: list[str] = []  # filled by register_peers (timm's register_model)
 
 
 class ShiftedPatchProjection(nn.Module):
@@ -111,21 +109,9 @@ class LocalitySelfAttention(Attention):
         return self.proj_drop(self.proj(x))
 
 
-default_cfgs = generate_default_cfgs({
-    "deit_micro_patch4_32_spt_lsa": small_cfg(first_conv=None),
-    "deit_test_patch4_32_spt_lsa": small_cfg(first_conv=None),
-})
+LAYERS = dict(embed_layer=ShiftedPatchEmbed, attn_layer=LocalitySelfAttention)  # what the peer passes into timm's VisionTransformer
 
-LAYERS = dict(embed_layer=ShiftedPatchEmbed, attn_layer=LocalitySelfAttention)
-
-
-@register_model
-def deit_micro_patch4_32_spt_lsa(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-micro with shifted patch tokenization and locality self-attention."""
-    return build_peer("deit_micro_patch4_32_spt_lsa", "micro", LAYERS, pretrained, **kwargs)
-
-
-@register_model
-def deit_test_patch4_32_spt_lsa(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """The test-size DeiT with SPT + LSA."""
-    return build_peer("deit_test_patch4_32_spt_lsa", "test", LAYERS, pretrained, **kwargs)
+register_peers(__name__, "spt_lsa", LAYERS, {
+    "micro": "DeiT-micro with shifted patch tokenization and locality self-attention.",
+    "test": "The test-size DeiT with SPT + LSA.",
+}, first_conv=None)

@@ -24,6 +24,7 @@ deep, 3 heads), ``deit_small_patch4_32`` (DeiT-S: 384, 12, 6), ``deit_micro_patc
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import timm
@@ -34,8 +35,9 @@ from timm.models.vision_transformer import VisionTransformer
 
 from lifestudy.errors import ConfigError
 from lifestudy.life import apply_life
+from lifestudy.models.registry import register
 
-__all__: list[str] = []  # filled by @register_model
+__all__: list[str] = []  # filled by timm's register_model (through lifestudy.models.registry.register)
 
 
 #: papers the cfgs cite (timm's ``paper_ids``)
@@ -77,11 +79,23 @@ def life_cfg(base_cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_SMALL = [
-    "deit_tiny_patch4_32", "deit_tiny_patch4_64", "deit_tiny_distilled_patch4_32", "deit_small_patch4_32",
-    "deit_micro_patch4_32", "deit_micro_distilled_patch4_32", "deit_test_patch4_32",
-    "deit_test_distilled_patch4_32",
-]
+_TINY = dict(embed_dim=192, depth=12, num_heads=3)
+_SMALL_DIMS = dict(embed_dim=384, depth=12, num_heads=6)
+_MICRO = dict(embed_dim=96, depth=6, num_heads=3)
+_TEST = dict(embed_dim=48, depth=2, num_heads=3)
+
+#: the small-image variants (patch 4): name -> (sizes, with a distillation token, docstring)
+_SMALL_MODELS: dict[str, tuple[dict[str, int], bool, str]] = {
+    "deit_tiny_patch4_32": (_TINY, False, "DeiT-T for 32x32 inputs, patch 4 (8x8 grid)."),
+    "deit_tiny_patch4_64": (_TINY, False, "DeiT-T for 64x64 inputs (Tiny-ImageNet), patch 4 (16x16 grid)."),
+    "deit_tiny_distilled_patch4_32": (_TINY, True, "DeiT-T with a distillation token for 32x32 inputs, patch 4."),
+    "deit_small_patch4_32": (_SMALL_DIMS, False, "DeiT-S for 32x32 inputs, patch 4."),
+    "deit_micro_patch4_32": (_MICRO, False, "A 96-wide, 6-deep, 3-head DeiT for 32x32 inputs: the cpu profile's model."),
+    "deit_micro_distilled_patch4_32": (_MICRO, True, "``deit_micro_patch4_32`` with a distillation token."),
+    "deit_test_patch4_32": (_TEST, False, "A 48-wide, 2-deep, 3-head DeiT for tests."),
+    "deit_test_distilled_patch4_32": (_TEST, True, "``deit_test_patch4_32`` with a distillation token, for tests."),
+}
+_SMALL = list(_SMALL_MODELS)
 _SMALL_CFGS = {
     name: _cfg(
         64 if name.endswith("_64") else 32,
@@ -149,130 +163,32 @@ def _create_life(
     return build_model_with_cfg(build, variant, pretrained=False, feature_cfg=feature_cfg, **kwargs)
 
 
-def _small(name: str, dims: dict[str, int], distilled: bool, pretrained: bool, kwargs: dict):
-    img_size = 64 if name.endswith("_64") else 32
-    args = dict(img_size=img_size, patch_size=4, mlp_ratio=4, qkv_bias=True, **dims)
+
+
+def _small(name: str, pretrained: bool = False, **kwargs: Any):
+    dims, distilled, _ = _SMALL_MODELS[name]
+    args = dict(img_size=64 if name.endswith("_64") else 32, patch_size=4, mlp_ratio=4, qkv_bias=True, **dims)
     return _create_deit(name, pretrained, distilled=distilled, **dict(args, **kwargs))
 
 
-_TINY = dict(embed_dim=192, depth=12, num_heads=3)
-_SMALL_DIMS = dict(embed_dim=384, depth=12, num_heads=6)
-_MICRO = dict(embed_dim=96, depth=6, num_heads=3)
-_TEST = dict(embed_dim=48, depth=2, num_heads=3)
+# ---- the small-image variants and their LIFE twins ------------------------------------------
 
-
-# ---- small-image baselines ------------------------------------------------------------------
-
-@register_model
-def deit_tiny_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-T for 32x32 inputs, patch 4 (8x8 grid)."""
-    return _small("deit_tiny_patch4_32", _TINY, False, pretrained, kwargs)
-
-
-@register_model
-def deit_tiny_patch4_64(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-T for 64x64 inputs (Tiny-ImageNet), patch 4 (16x16 grid)."""
-    return _small("deit_tiny_patch4_64", _TINY, False, pretrained, kwargs)
-
-
-@register_model
-def deit_tiny_distilled_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
-    """DeiT-T with a distillation token for 32x32 inputs, patch 4."""
-    return _small("deit_tiny_distilled_patch4_32", _TINY, True, pretrained, kwargs)
-
-
-@register_model
-def deit_small_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-S for 32x32 inputs, patch 4."""
-    return _small("deit_small_patch4_32", _SMALL_DIMS, False, pretrained, kwargs)
-
-
-@register_model
-def deit_micro_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """A 96-wide, 6-deep, 3-head DeiT for 32x32 inputs: the cpu profile's model."""
-    return _small("deit_micro_patch4_32", _MICRO, False, pretrained, kwargs)
-
-
-@register_model
-def deit_micro_distilled_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
-    """``deit_micro_patch4_32`` with a distillation token."""
-    return _small("deit_micro_distilled_patch4_32", _MICRO, True, pretrained, kwargs)
-
-
-@register_model
-def deit_test_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """A 48-wide, 2-deep, 3-head DeiT for tests."""
-    return _small("deit_test_patch4_32", _TEST, False, pretrained, kwargs)
-
-
-@register_model
-def deit_test_distilled_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
-    """``deit_test_patch4_32`` with a distillation token, for tests."""
-    return _small("deit_test_distilled_patch4_32", _TEST, True, pretrained, kwargs)
-
-
-# ---- LIFE twins of the small-image variants ------------------------------------------------
-
-@register_model
-def deit_tiny_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    return _create_life("deit_tiny_patch4_32_life", deit_tiny_patch4_32, pretrained, **kwargs)
-
-
-@register_model
-def deit_tiny_patch4_64_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    return _create_life("deit_tiny_patch4_64_life", deit_tiny_patch4_64, pretrained, **kwargs)
-
-
-@register_model
-def deit_tiny_distilled_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
-    return _create_life("deit_tiny_distilled_patch4_32_life", deit_tiny_distilled_patch4_32, pretrained, **kwargs)
-
-
-@register_model
-def deit_small_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    return _create_life("deit_small_patch4_32_life", deit_small_patch4_32, pretrained, **kwargs)
-
-
-@register_model
-def deit_micro_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    return _create_life("deit_micro_patch4_32_life", deit_micro_patch4_32, pretrained, **kwargs)
-
-
-@register_model
-def deit_micro_distilled_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
-    return _create_life("deit_micro_distilled_patch4_32_life", deit_micro_distilled_patch4_32, pretrained, **kwargs)
-
-
-@register_model
-def deit_test_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    return _create_life("deit_test_patch4_32_life", deit_test_patch4_32, pretrained, **kwargs)
-
-
-@register_model
-def deit_test_distilled_patch4_32_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
-    return _create_life("deit_test_distilled_patch4_32_life", deit_test_distilled_patch4_32, pretrained, **kwargs)
+for _name, (*_, _doc) in _SMALL_MODELS.items():
+    _base = register(__name__, _name, partial(_small, _name), _doc)
+    register(__name__, f"{_name}_life", partial(_create_life, f"{_name}_life", _base), f"``{_name}`` with LIFE.")
 
 
 # ---- LIFE twins of timm's own models (paper sizes) -----------------------------------------
 
-@register_model
-def deit_tiny_patch16_224_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-T-LIFE (paper: 5.62 M params, 1.27 GMACs with 100 classes)."""
-    return _create_life("deit_tiny_patch16_224_life", "deit_tiny_patch16_224", pretrained, **kwargs)
-
-
-@register_model
-def deit_small_patch16_224_life(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """DeiT-S-LIFE (paper: 21.85 M params, 4.64 GMACs with 100 classes)."""
-    return _create_life("deit_small_patch16_224_life", "deit_small_patch16_224", pretrained, **kwargs)
-
-
-@register_model
-def deit_tiny_distilled_patch16_224_life(pretrained: bool = False, **kwargs) -> VisionTransformerDistilled:
-    """DeiT-T with distillation token, LIFE (two prefix tokens)."""
-    return _create_life(
-        "deit_tiny_distilled_patch16_224_life", "deit_tiny_distilled_patch16_224", pretrained, **kwargs
-    )
+#: timm's DeiTs with a LIFE twin: name -> the twin's docstring
+_TIMM_DEITS = {
+    "deit_tiny_patch16_224": "DeiT-T-LIFE (paper: 5.62 M params, 1.27 GMACs with 100 classes).",
+    "deit_small_patch16_224": "DeiT-S-LIFE (paper: 21.85 M params, 4.64 GMACs with 100 classes).",
+    "deit_tiny_distilled_patch16_224": "DeiT-T with distillation token, LIFE (two prefix tokens).",
+}
+for _name, _doc in _TIMM_DEITS.items():
+    register(__name__, f"{_name}_life", partial(_create_life, f"{_name}_life", _name), _doc)
+del _name, _doc, _base
 
 
 @register_model
