@@ -163,8 +163,6 @@ def _create_life(
     return build_model_with_cfg(build, variant, pretrained=False, feature_cfg=feature_cfg, **kwargs)
 
 
-
-
 def _small(name: str, pretrained: bool = False, **kwargs: Any):
     dims, distilled, _ = _SMALL_MODELS[name]
     args = dict(img_size=64 if name.endswith("_64") else 32, patch_size=4, mlp_ratio=4, qkv_bias=True, **dims)
