@@ -81,10 +81,12 @@ chap.banner()
 # %% [markdown]
 # ## The plan
 #
-# Every backbone is trained with every head and every seed, twice: from random
-# initialisation, and with the backbone initialised from our own classification run of
-# the same model on Fashion-MNIST (chapter 2's run, seed 0; trained here when chapter 2
-# has not run) — the offline analogue of the paper's ImageNet-1k rows. Scores: COCO-style
+# Every backbone is trained with every head, twice: from random initialisation, and with
+# the backbone initialised from our own classification run of the same model on
+# Fashion-MNIST (chapter 2's run, seed 0; trained here when chapter 2 has not run) — the
+# offline analogue of the paper's ImageNet-1k rows. A profile may thin this grid to its
+# time budget (`DetectionStudy.plan`: some heads at the first seed only, fewer
+# random-init rows); the second table lists the seeds of every row. Scores: COCO-style
 # mAP (IoU 0.50:0.95), VOC-style mAP at IoU 0.5, and F1 at IoU 0.5 counting a detection
 # when its class score is at least 0.5 (the rule is stated in full in
 # `lifestudy.dense.metrics`).
@@ -97,6 +99,11 @@ head_cfg = head_sizes(chap.settings.task_options())
 pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
               "heads": [list(study.heads)], "inits": [["random", "classification"]], "seeds": [chap.seeds],
               "canvases (train, test)": [chap.settings.canvases or "the dataset's own"]})
+
+# %%
+plan = study.plan(chap.seeds)  # (init, backbone, head, seed) of every run
+pd.DataFrame(plan, columns=["init", "backbone", "head", "seed"]).groupby(
+    ["init", "backbone", "head"], sort=False)["seed"].agg(list).rename("seeds").to_frame()
 
 # %%
 pd.Series(vars(head_cfg), name="detection head").to_frame()
@@ -114,12 +121,9 @@ print(f"classification init from {chap.show(init_dir)}")
 # %%
 INITS = {"random": None, "classification": {b: c.out for b, c in init_configs.items()}}
 _ = chap.train(
-    chap.config("detection", study.dataset, b, s, head=h, init=None if inits is None else inits[b],
+    chap.config("detection", study.dataset, b, s, head=h, init=None if INITS[init] is None else INITS[init][b],
                 out=(init, h, b, f"seed{s}"))
-    for init, inits in INITS.items()
-    for b in study.backbones
-    for h in study.heads
-    for s in chap.seeds
+    for init, b, h, s in plan
 )
 
 # %% [markdown]
@@ -136,8 +140,8 @@ runs["init"] = ["random" if pd.isna(v) or not v else "classification" for v in r
 metrics = ["mAP (%)", "mAP@0.5 (%)", "F1 (%)", "agnostic mAP@0.5 (%)"]
 keys = ["init", "backbone", "head"]
 summary_stats = report.mean_std(runs, keys, metrics)
-summary_stats = summary_stats.reindex(pd.MultiIndex.from_product(
-    [list(INITS), study.backbones, study.heads], names=keys))
+summary_stats = summary_stats.reindex(pd.MultiIndex.from_tuples(
+    list(dict.fromkeys(row[:3] for row in plan)), names=keys))  # the plan's rows, in its order
 spec = get_spec(study.dataset)
 size = tuple(runs["provenance.img_size"].iloc[0])  # the input the runs trained at
 cost = pd.DataFrame([

@@ -91,11 +91,9 @@ pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
               "loss": [SegLossConfig.from_options(chap.settings.task_options())]})
 
 # %%
-_ = chap.train(
+_ = chap.train(  # the extra sizes at the first study.extra_size_seeds seeds (the profile's budget)
     chap.config("segmentation", study.dataset, b, s, img_size=tuple(hw), out=("x".join(map(str, hw)), b, f"seed{s}"))
-    for hw in sizes
-    for b in study.backbones
-    for s in chap.seeds
+    for hw, b, s in study.plan(chap.seeds, size)
 )
 
 # %% [markdown]

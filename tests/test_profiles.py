@@ -124,6 +124,59 @@ def test_dense_settings_reach_the_run_as_options(tmp_path):
     assert DataSettings(options={"pretrained": True}).task_options({"a": 1}) == {"pretrained": True, "a": 1}
 
 
+def test_dense_plans_thin_the_grid_as_their_fields_say():
+    from lifestudy.profiles import DetectionStudy, SegmentationStudy
+
+    full = DetectionStudy(dataset="scenes-det", backbones=("a", "b"))
+    assert len(full.plan([0, 1, 2])) == 2 * 2 * 3 * 3  # inits x backbones x heads x seeds
+    assert len(set(full.plan([0, 1, 2]))) == 36
+    thin = dataclasses.replace(full, seed_heads=("encdec",), random_init_heads=("encdec",), random_init_seeds=(1,))
+    rows = thin.plan([0, 1, 2])
+    assert [r for r in rows if r[0] == "random"] == [("random", "a", "encdec", 1), ("random", "b", "encdec", 1)]
+    cls = [r for r in rows if r[0] == "classification"]
+    assert sorted(r[3] for r in cls if r[1:3] == ("a", "encdec")) == [0, 1, 2]
+    assert [r[3] for r in cls if r[2] != "encdec"] == [0, 0, 0, 0]  # the other heads: the first seed
+    # a random-init seed the chapter does not run falls back to its first seed
+    assert {r[3] for r in dataclasses.replace(thin, random_init_seeds=(7,)).plan([3, 4]) if r[0] == "random"} == {3}
+    seg = SegmentationStudy(dataset="scenes-seg", backbones=("a", "b"), extra_img_sizes=((32, 64),), extra_size_seeds=1)
+    rows = seg.plan([0, 1, 2], (32, 32))
+    assert len(rows) == 2 * 3 + 2 and {r[2] for r in rows if r[0] == (32, 64)} == {0}
+    assert len(dataclasses.replace(seg, extra_size_seeds=None).plan([0, 1, 2], (32, 32))) == 12
+    cpu = PROFILES["cpu"]  # every cpu backbone still has three classification-init seeds and a random-init row
+    rows = cpu.detection.plan(cpu.seeds_for(cpu.detection))
+    for b in cpu.detection.backbones:
+        assert len({r[3] for r in rows if r[:2] == ("classification", b)}) >= 3
+        assert any(r[:2] == ("random", b) for r in rows)
+        assert {r[2] for r in rows if r[:2] == ("classification", b)} == set(cpu.detection.heads)
+
+
+def test_scene_settings_reach_the_drawn_canvases(tmp_path):
+    """A profile's ``scene`` (the generator's item sizes, ...) is what the run's scenes are
+    drawn with; a run's own ``data_options`` change it key by key; a bad value fails early."""
+    from lifestudy.data import build_dataset
+    from lifestudy.dense.transforms import scene_options
+
+    settings = DataSettings(img_size=(32, 32), scene={"item_size": (14, 20)})
+    assert settings.task_options()["data_options"] == {"item_size": (14, 20)}
+    both = settings.task_options({"data_options": {"source": "digits"}})["data_options"]
+    assert both == {"item_size": (14, 20), "source": "digits"}
+    opts = scene_options("scenes-seg", (32, 32), {"data_options": both, "train_length": 3}, "train")
+    ds = build_dataset("scenes-seg", "train", root=tmp_path, cache=False, **opts)
+    assert ds.cfg.item_size == (14, 20) and ds.cfg.size == (32, 32)
+    sides = [max(b[2] - b[0], b[3] - b[1]) for i in range(3) for b in ds.render(i)["boxes"]]
+    assert sides and max(sides) <= 20  # visible boxes are never larger than the drawn item
+    for name in PROFILES:  # every profile's scenes are drawable at its input size
+        for d in ("scenes-det", "scenes-seg"):
+            s = PROFILES[name].settings_for(d)
+            if s.scene:
+                size = s.img_size or (64, 64)
+                build_dataset(d, "train", root=tmp_path, cache=False,
+                              **{**scene_options(d, size, s.task_options(), "train"), "source": "digits", "length": 1})
+    with pytest.raises(ConfigError, match="item_size"):
+        build_dataset("scenes-seg", "train", root=tmp_path, cache=False, size=(32, 32), item_size=(14, 40),
+                      source="digits", length=1)
+
+
 def test_chapter_setup_is_one_call(tmp_path):
     from lifestudy import chapters
 
