@@ -30,14 +30,22 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Callable, Sequence
 
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.swin_transformer_v2 import SwinTransformerV2
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from lifestudy.bench import activation_bytes
+from lifestudy.complexity import complexity
 from lifestudy.errors import ConfigError
+from lifestudy.life import apply_life
+from lifestudy.models import convit, cvt_proj, localvit, spt_lsa
 from lifestudy.models.locality import GridState, NotApplicable, attach_grid
 from lifestudy.records import provenance
 
@@ -49,19 +57,13 @@ __all__ = ["Method", "METHODS", "HOSTS", "compatibility", "compatibility_record"
 # The methods, as layers for timm hosts
 
 
-def _vit_layers(module: str) -> Callable[[], dict[str, Any]]:
-    def layers() -> dict[str, Any]:
-        import importlib
-
-        return dict(importlib.import_module(f"lifestudy.models.{module}").LAYERS)
-
-    return layers
+def _vit_layers(module: ModuleType) -> Callable[[], dict[str, Any]]:
+    """The layers a peer's model file passes into timm's VisionTransformer (its ``LAYERS``)."""
+    return lambda: dict(module.LAYERS)
 
 
 def _convit_layers() -> dict[str, Any]:
-    from lifestudy.models.convit import GatedPositionalAttention
-
-    return dict(attn_layer=GatedPositionalAttention)
+    return dict(attn_layer=convit.GatedPositionalAttention)
 
 
 def _attach(model: nn.Module) -> nn.Module:
@@ -70,8 +72,6 @@ def _attach(model: nn.Module) -> nn.Module:
 
 
 def _apply_life(model: nn.Module) -> nn.Module:
-    from lifestudy.life import apply_life
-
     return apply_life(model)
 
 
@@ -98,9 +98,7 @@ def _swin_qkv(model: nn.Module, make: Callable[[int], nn.Module]) -> nn.Module:
 
 
 def _swin_convproj(model: nn.Module) -> nn.Module:
-    from lifestudy.models.cvt_proj import ConvQKV
-
-    return _swin_qkv(model, lambda dim: ConvQKV(dim, bias=True))
+    return _swin_qkv(model, lambda dim: cvt_proj.ConvQKV(dim, bias=True))
 
 
 def _record_block_grid(block: nn.Module, args: tuple) -> None:
@@ -109,11 +107,9 @@ def _record_block_grid(block: nn.Module, args: tuple) -> None:
 
 
 def _swin_localvit(model: nn.Module) -> nn.Module:
-    from lifestudy.models.localvit import LocalityFeedForward
-
     for block in _swin_blocks(model):
         old = block.mlp
-        block.mlp = LocalityFeedForward(old.fc1.in_features, old.fc1.out_features)
+        block.mlp = localvit.LocalityFeedForward(old.fc1.in_features, old.fc1.out_features)
         block.mlp.grid_state = GridState()
         block.register_forward_pre_hook(_record_block_grid)
     return model
@@ -174,12 +170,12 @@ METHODS: dict[str, Method] = {
                "Akkaya et al. 2023 (arXiv 2305.08551)", dict, _apply_life, _apply_life, "qkv", 3),
         Method("SPT + LSA", "deit_micro_patch4_32_spt_lsa", "deit_test_patch4_32_spt_lsa",
                "Lee, Lee, Song 2021 (arXiv 2112.13492); aanna0701/SPT_LSA_ViT",
-               _vit_layers("spt_lsa"), _attach, _refuse(_LSA_SWIN), "embed", 1),
+               _vit_layers(spt_lsa), _attach, _refuse(_LSA_SWIN), "embed", 1),
         Method("LocalViT", "deit_micro_patch4_32_localvit", "deit_test_patch4_32_localvit",
                "Li et al. 2021 (arXiv 2104.05707); ofsoundof/LocalViT",
-               _vit_layers("localvit"), _attach, _swin_localvit, "mlp", 1),
+               _vit_layers(localvit), _attach, _swin_localvit, "mlp", 1),
         Method("CvT projection", "deit_micro_patch4_32_convproj", "deit_test_patch4_32_convproj",
-               "Wu et al. 2021 (ICCV); microsoft/CvT", _vit_layers("cvt_proj"), _attach, _swin_convproj, "qkv", 1),
+               "Wu et al. 2021 (ICCV); microsoft/CvT", _vit_layers(cvt_proj), _attach, _swin_convproj, "qkv", 1),
         Method("ConViT (GPSA)", "convit_micro_patch4_32", "convit_test_patch4_32",
                "d'Ascoli et al. 2021 (ICML); facebookresearch/convit, timm.models.convit",
                _convit_layers, _attach, _refuse(_GPSA_SWIN), None, 0),
@@ -222,14 +218,9 @@ _NUM_CLASSES = 5
 
 def _build_host(method: Method, host: Host, in_chans: int = 3) -> nn.Module:
     if host.kind == "swinv2":
-        from timm.models.swin_transformer_v2 import SwinTransformerV2
-
         model = SwinTransformerV2(img_size=host.img_sizes[0], patch_size=2, window_size=4, embed_dim=24,
                                   depths=(1, 1), num_heads=(3, 3), num_classes=_NUM_CLASSES, in_chans=in_chans)
         return method.swinv2(model)
-    from timm.models.deit import VisionTransformerDistilled
-    from timm.models.vision_transformer import VisionTransformer
-
     cls = VisionTransformerDistilled if host.distilled else VisionTransformer
     model = cls(img_size=host.img_sizes[0], patch_size=4, num_classes=_NUM_CLASSES, in_chans=in_chans,
                 **_WIDTH, **host.options, **method.vit_layers())
@@ -445,9 +436,6 @@ def costs(
         ``{"baseline", "config", "rows": {model: {"params", "macs", "train_img_s", "infer_img_s",
         "activation_mb", "ratios": {...}}}}``.
     """
-    from lifestudy.bench import activation_bytes
-    from lifestudy.complexity import complexity
-
     if repeats < 1 or batch_size < 1:
         raise ConfigError("costs needs repeats >= 1 and batch_size >= 1")
     names = [baseline] + [m for m in models if m != baseline]
