@@ -45,7 +45,7 @@ from lifestudy.bench import activation_bytes
 from lifestudy.complexity import complexity
 from lifestudy.errors import ConfigError
 from lifestudy.life import apply_life
-from lifestudy.models import convit, cvt_proj, localvit, spt_lsa
+from lifestudy.models import build_classifier, convit, cvt_proj, localvit, spt_lsa
 from lifestudy.models.locality import GridState, NotApplicable, attach_grid
 from lifestudy.records import provenance
 
@@ -389,7 +389,7 @@ class _Timed:
     def __init__(self, name: str, num_classes: int, img_size: tuple[int, int], in_chans: int, batch_size: int,
                  seed: int) -> None:
         torch.manual_seed(seed)
-        self.model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans)
+        self.model = build_classifier(name, num_classes, in_chans, img_size)  # as the chapter trains it
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         g = torch.Generator().manual_seed(seed)
         self.x = torch.randn(batch_size, in_chans, *img_size, generator=g)

@@ -168,3 +168,13 @@ def test_costs_are_ratios_from_one_run():
     assert life["train_img_s"] > 0 and life["infer_img_s"] > 0
     with pytest.raises(ConfigError):
         costs(["deit_test_patch4_32_life"], repeats=0)
+
+
+def test_costs_build_the_models_at_the_input_they_time():
+    """The cpu book trains at 16x16: the models timed must take that input (timm's patch
+    embedding refuses any other than the one it was built for)."""
+    small = costs(["deit_test_patch4_32_convproj"], baseline="deit_test_patch4_32", img_size=(16, 16),
+                  batch_size=2, repeats=1, in_chans=1)["rows"]
+    large = costs(["deit_test_patch4_32_convproj"], baseline="deit_test_patch4_32", img_size=(32, 32),
+                  batch_size=2, repeats=1, in_chans=1)["rows"]
+    assert small["deit_test_patch4_32"]["macs"] < large["deit_test_patch4_32"]["macs"]  # 16 tokens, not 64

@@ -7,6 +7,9 @@
 ResNet-18/50 baselines are timm's own ``resnet18`` / ``resnet50``.
 """
 
+import timm
+
+from lifestudy.errors import ConfigError
 from lifestudy.models import t2t_vit, vit  # noqa: F401  (registration side effects)
 from lifestudy.models import spt_lsa  # noqa: F401  (SPT + LSA peer)
 from lifestudy.models import localvit  # noqa: F401  (LocalViT peer)
@@ -14,7 +17,7 @@ from lifestudy.models import cvt_proj  # noqa: F401  (CvT convolutional-projecti
 from lifestudy.models import convit  # noqa: F401  (ConViT at the study size)
 from lifestudy.models.t2t_vit import T2TEmbed
 
-__all__ = ["LIFE_MODELS", "BASELINES", "T2TEmbed", "life_twin", "baseline_of"]
+__all__ = ["LIFE_MODELS", "BASELINES", "T2TEmbed", "life_twin", "baseline_of", "build_classifier"]
 
 #: every registered LIFE model name
 LIFE_MODELS: list[str] = sorted(
@@ -26,7 +29,6 @@ BASELINES: dict[str, str] = {name: name[: -len("_life")] for name in LIFE_MODELS
 
 def life_twin(name: str) -> str:
     """``deit_tiny_patch4_32`` -> ``deit_tiny_patch4_32_life`` (raises if there is none)."""
-    from lifestudy.errors import ConfigError
 
     twin = name if name.endswith("_life") else f"{name}_life"
     if twin not in BASELINES:
@@ -37,3 +39,22 @@ def life_twin(name: str) -> str:
 def baseline_of(name: str) -> str:
     """``deit_tiny_patch4_32_life`` -> ``deit_tiny_patch4_32``."""
     return BASELINES[life_twin(name)]
+
+
+def build_classifier(model_name: str, num_classes: int, in_chans: int, img_size, drop_path: float = 0.0):
+    """``timm.create_model`` with the dataset's classes, channels and input size.
+
+    Models without an ``img_size`` argument (CNNs such as ``resnet18``) get none.
+    """
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path)
+    if not timm.is_model(model_name):
+        raise ConfigError(
+            f"unknown model {model_name!r}; see `timm.list_models()` for timm's models and "
+            "lifestudy's names such as deit_tiny_patch4_32_life, deit_micro_patch4_32, resnet18"
+        )
+    try:
+        return timm.create_model(model_name, img_size=tuple(img_size), **kwargs)
+    except TypeError as err:
+        if "img_size" not in str(err):
+            raise
+        return timm.create_model(model_name, **kwargs)

@@ -25,6 +25,7 @@ from torch import nn
 from torchvision import transforms
 
 from lifestudy.errors import ConfigError
+from lifestudy.models import build_classifier
 from lifestudy.tasks import memory
 from lifestudy.tasks.base import Task, register_task
 from lifestudy.weights import unwrap
@@ -33,29 +34,6 @@ __all__ = ["Classification", "build_classifier", "classification_transforms"]
 
 #: Largest side (px) treated as a small image: random crop with padding, no resized crop.
 SMALL_IMAGE = 64
-
-
-def build_classifier(model_name: str, num_classes: int, in_chans: int, img_size, drop_path: float = 0.0):
-    """``timm.create_model`` with the dataset's classes, channels and input size.
-
-    Models without an ``img_size`` argument (CNNs such as ``resnet18``) get none.
-    """
-    import timm
-
-    import lifestudy  # noqa: F401  (registers the study's models)
-
-    kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path)
-    if not timm.is_model(model_name):
-        raise ConfigError(
-            f"unknown model {model_name!r}; see `timm.list_models()` for timm's models and "
-            "lifestudy's names such as deit_tiny_patch4_32_life, deit_micro_patch4_32, resnet18"
-        )
-    try:
-        return timm.create_model(model_name, img_size=tuple(img_size), **kwargs)
-    except TypeError as err:
-        if "img_size" not in str(err):
-            raise
-        return timm.create_model(model_name, **kwargs)
 
 
 def _fill(mean, in_chans):
