@@ -215,6 +215,7 @@ for first, second in (("encdec", "encdec-life"), ("encdec", "encdec-linear"), ("
     sub = runs[runs["head"].isin([first, second])]
     d = stats.paired_differences(sub, ["init", "backbone"], "head", "mAP@0.5 (%)", first, second)
     diffs.append(d.reset_index().rename(columns={"backbone": "within"}).assign(comparison=f"{second} - {first}"))
+diffs = [d[d["n"] > 0] for d in diffs]  # pairs the plan has (a head at seed 0 only has no random-init twin)
 diffs = [d for d in diffs if len(d)]
 diffs = pd.concat(diffs, ignore_index=True) if diffs else pd.DataFrame(
     columns=["comparison", "init", "within", "mean", "low", "high", "n", "verdict", "text"])
@@ -280,12 +281,9 @@ chap.key_results([
 
 # %%
 lines = []
-for (init, backbone, head), row in summary_stats.iterrows():
-    lines.append(
-        f"{init} init, {backbone} + {head}: mAP@0.5 {row[('mAP@0.5 (%)', 'mean')]:.2f} ± "
-        f"{row[('mAP@0.5 (%)', 'std')]:.2f} %, F1 {row[('F1 (%)', 'mean')]:.2f} ± "
-        f"{row[('F1 (%)', 'std')]:.2f} % ({int(row[('F1 (%)', 'count')])} seeds)."
-    )
+for (init, backbone, head), group in runs.groupby(keys, sort=False):
+    m, f1 = (report.interval_pm(stats.t_interval(list(group[c])), sign=False, unit=" %") for c in ("mAP@0.5 (%)", "F1 (%)"))
+    lines.append(f"{init} init, {backbone} + {head}: mAP@0.5 {m}, F1 {f1}.")
 for _, d in diffs.iterrows():
     lines.append(f"{d['comparison']} ({d['init']} init, {d['within']}): {d['text']} points of mAP@0.5 — "
                  f"{d['verdict']}.")

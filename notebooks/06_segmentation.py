@@ -208,9 +208,8 @@ chap.key_results([
 
 # %%
 lines = [
-    f"{hw}, {backbone}: mIoU {row[('mIoU (%)', 'mean')]:.2f} ± {row[('mIoU (%)', 'std')]:.2f} % "
-    f"({int(row[('mIoU (%)', 'count')])} seeds)."
-    for (hw, backbone), row in stats_table.iterrows()
+    f"{hw}, {backbone}: mIoU {report.interval_pm(stats.t_interval(list(group['mIoU (%)'])), sign=False, unit=' %')}."
+    for (hw, backbone), group in runs.groupby(["input (H x W)", "backbone"], sort=False)
 ]
 for hw, row in diffs.iterrows():
     lines.append(f"{hw}: LIFE minus baseline {row['text']} mIoU points: {row['verdict']}.")
