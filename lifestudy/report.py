@@ -369,8 +369,10 @@ def key_results(findings: Iterable[Finding], note: str = "") -> _Box:
 
 
 def write_findings(path: str | os.PathLike, findings: Iterable[Finding], profile: str, chapter: str) -> Path:
-    """Write a chapter's findings (``findings.json`` in its run folder) for chapter 9's scorecard."""
-    rows = [asdict(f) for f in findings]
+    """Write a chapter's findings (``findings.json`` in its run folder) for chapter 9's scorecard.
+    A finding without a value (NaN: a comparison whose runs the plan does not have) says
+    nothing and is not written."""
+    rows = [asdict(f) for f in findings if not (isinstance(f.mean, float) and math.isnan(f.mean))]
     return write_json_atomic(path, {"kind": "findings", "profile": profile, "chapter": chapter, "findings": rows})
 
 

@@ -89,6 +89,15 @@ def test_findings_round_trip_through_the_run_folders(tmp_path):
     assert report.read_findings(tmp_path) == [a, b]
 
 
+def test_a_finding_without_a_value_is_not_written(tmp_path):
+    """A comparison whose runs the plan does not have (NaN) must not break the scorecard."""
+    empty = _finding(mean=math.nan, low=None, high=None)
+    report.write_findings(tmp_path / "05_detection" / report.FINDINGS, [_finding(), empty], "smoke", "05_detection")
+    found = report.read_findings(tmp_path)
+    assert found == [_finding()]
+    assert len(scorecard.scorecard_table(found)) == len(scorecard.CLAIMS)
+
+
 def test_scorecard_has_one_row_per_claim_of_the_abstract_in_order():
     findings = [_finding(), _finding(claim="vit_trails_cnn", mean=-3, low=-4, high=-2, direction=-1),
                 _finding(claim="dense_gain", converged=False)]
