@@ -377,8 +377,10 @@ def write_findings(path: str | os.PathLike, findings: Iterable[Finding], profile
 
 
 def read_findings(root: str | os.PathLike) -> list[Finding]:
-    """Every chapter's findings under ``root`` (a profile's runs folder), chapter by chapter."""
+    """Every chapter's findings under ``root`` (a profile's runs folder), chapter by chapter
+    (a row without a numeric value, as older chapters wrote for comparisons they had no
+    runs for, is passed over)."""
     found = []
     for path in sorted(Path(root).glob(f"*/{FINDINGS}")):
-        found += [Finding(**row) for row in read_json(path)["findings"]]
+        found += [Finding(**row) for row in read_json(path)["findings"] if isinstance(row.get("mean"), (int, float))]
     return found

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 pd = pytest.importorskip("pandas")
 
-from lifestudy import report, scorecard, stats  # noqa: E402
+from lifestudy import records, report, scorecard, stats  # noqa: E402
 from lifestudy.report import Finding  # noqa: E402
 
 NBSP = "\u00a0"
@@ -95,6 +96,9 @@ def test_a_finding_without_a_value_is_not_written(tmp_path):
     report.write_findings(tmp_path / "05_detection" / report.FINDINGS, [_finding(), empty], "smoke", "05_detection")
     found = report.read_findings(tmp_path)
     assert found == [_finding()]
+    records.write_json_atomic(tmp_path / "06_segmentation" / report.FINDINGS, {  # as chapter 5 once wrote it
+        "kind": "findings", "findings": [{**dataclasses.asdict(empty), "mean": "nan"}]})
+    assert report.read_findings(tmp_path) == [_finding()]
     assert len(scorecard.scorecard_table(found)) == len(scorecard.CLAIMS)
 
 
