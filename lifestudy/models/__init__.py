@@ -29,7 +29,6 @@ BASELINES: dict[str, str] = {name: name[: -len("_life")] for name in LIFE_MODELS
 
 def life_twin(name: str) -> str:
     """``deit_tiny_patch4_32`` -> ``deit_tiny_patch4_32_life`` (raises if there is none)."""
-
     twin = name if name.endswith("_life") else f"{name}_life"
     if twin not in BASELINES:
         raise ConfigError(f"no LIFE twin registered for {name!r}; known: {', '.join(LIFE_MODELS)}")
