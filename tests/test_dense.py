@@ -203,12 +203,17 @@ def test_tiny_detector_fits_a_handful_of_canvases():
 
 
 # ----------------------------------------------------------------------------- metrics
-def test_detection_metrics_perfect_predictions():
+def _two_boxes_found(labels: list[int]) -> dict:
+    """DetectionMetrics of both ground-truth boxes predicted exactly, with ``labels``."""
     gt = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([0, 1])}]
-    pred = [{"boxes": gt[0]["boxes"].clone(), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([0, 1])}]
+    pred = [{"boxes": gt[0]["boxes"].clone(), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor(labels)}]
     metric = DetectionMetrics(num_classes=2)
     metric.update(pred, gt)
-    res = metric.compute()
+    return metric.compute()
+
+
+def test_detection_metrics_perfect_predictions():
+    res = _two_boxes_found([0, 1])
     assert res["map"] == pytest.approx(100.0)
     assert res["map_50"] == pytest.approx(100.0)
     assert res["f1"] == pytest.approx(100.0)
@@ -216,11 +221,7 @@ def test_detection_metrics_perfect_predictions():
 
 
 def test_agnostic_map_counts_found_objects_with_wrong_classes():
-    gt = [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([0, 1])}]
-    pred = [{"boxes": gt[0]["boxes"].clone(), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 0])}]
-    metric = DetectionMetrics(num_classes=2)
-    metric.update(pred, gt)
-    res = metric.compute()
+    res = _two_boxes_found([1, 0])
     assert res["map_50"] == pytest.approx(0.0) and res["f1"] == 0.0
     assert res["map_50_agnostic"] == pytest.approx(100.0)  # both found, both misnamed
 
