@@ -67,6 +67,12 @@ chap.banner()
 # averages both heads. The teacher is trained first, by the same engine and recipe, with
 # the first seed, and checked at twice its schedule like every other model; when chapter 2
 # trained the same CNN on the same data (its CNN reference), that run is the teacher.
+#
+# In the `cpu` profile the runs train without augmentation (so that their schedules
+# converge; see `lifestudy/profiles.py`), and a teacher that has fitted its training images
+# labels them as they are labelled: the distillation token then learns little the class
+# token does not. DeiT's gain from distillation comes with its augmentation, where the
+# teacher labels views it has not seen; the `paper` profile keeps that recipe.
 
 # %%
 share = [chap.out_dir.parent]  # every chapter's runs of this profile: finished ones are reused

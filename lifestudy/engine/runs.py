@@ -128,7 +128,9 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
                                           {"reused_from": src, "config_hash": digests[i]})
                 results[i] = {**record, "how": "reused", "reused_from": src, "seconds": 0.0}
 
-    firsts = [ids[0] for ids in todo.values()]
+    # Longest schedules first (a doubled schedule check before the runs it checks), so that two
+    # workers do not end with one of them alone on a long run.
+    firsts = sorted((ids[0] for ids in todo.values()), key=lambda i: -_length(configs[i]))
     if jobs <= 1 or len(firsts) <= 1:
         if threads:
             _init_worker(threads)
@@ -143,6 +145,11 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
             for fut in as_completed(futures):
                 _done(futures[fut], fut.result())
     return [r for r in results if r is not None]
+
+
+def _length(cfg: TrainConfig) -> int:
+    """A run's length for ordering the work: its step floor, else its epochs."""
+    return int(cfg.recipe.get("min_steps") or 0) or int(cfg.epochs or 0)
 
 
 def records_hash(cfg: TrainConfig) -> str:
