@@ -211,8 +211,7 @@ for (dataset, pair), row in gains.iterrows():
     for model in [pair, dict(pairs)[pair], *study.references]:
         vals = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]["top1"]
         note = "" if converged.get((dataset, model)) is not False else " (not converged)"
-        sd = f" ± {vals.std(ddof=1):.2f}" if len(vals) > 1 else ""
-        parts.append(f"{model} {vals.mean():.2f}{sd} %{note}")
+        parts.append(f"{model} {report.interval_pm(stats.t_interval(vals), sign=False, unit=' %')}{note}")
     lines.append(f"{dataset}: " + "; ".join(parts) + f". LIFE - baseline: {row['text']} points: {row['verdict']}.")
 if check is not None:
     lines.append(f"Schedule check: {int(check['converged'].sum())} of {len(check)} (dataset, model) schedules "

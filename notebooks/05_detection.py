@@ -61,7 +61,7 @@ seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
-init_dir = None  # None: chapter 2's classification runs (runs/<profile>/02_classification), else trained here
+init_dir = None  # None: chapter 2's classification runs (beside this chapter's run folder), else trained here
 
 # %% tags=["hide-input"]
 chap = chapters.setup("05_detection", profile, seeds, device, out_dir, data_root, reuse_runs)
@@ -71,7 +71,7 @@ prof = chap.profile
 # (the scenes' items) when the profile classifies it, else its first dataset; seed 0.
 # Chapter 2's run when it exists, else one trained here (under the run folder) with its settings.
 init_data = "fashion-mnist" if "fashion-mnist" in prof.classification.datasets else prof.classification.datasets[0]
-chapter2 = Path("runs") / prof.name / "02_classification"
+chapter2 = chap.out_dir.parent / "02_classification"  # beside this chapter's run folder
 if init_dir is None:
     init_dir = chapter2 if all((chapter2 / init_data / b / "seed0" / "record.json").exists()
                                for b in study.backbones) else chap.path("classification_init")

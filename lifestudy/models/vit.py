@@ -103,10 +103,13 @@ _SMALL_CFGS = {
     )
     for name in _SMALL
 }
-#: timm's own models with a LIFE twin here
+#: timm's own models with a LIFE twin here: name -> (the paper's ids, the twin's docstring;
+#: None where the twin is registered by hand below: SwinV2's LIFE sits inside its windows)
 _TIMM_BASES = {
-    "deit_tiny_patch16_224": _DEIT_PAPER, "deit_small_patch16_224": _DEIT_PAPER,
-    "deit_tiny_distilled_patch16_224": _DEIT_PAPER, "swinv2_tiny_window8_256": _SWINV2_PAPER,
+    "deit_tiny_patch16_224": (_DEIT_PAPER, "DeiT-T-LIFE (paper: 5.62 M params, 1.27 GMACs with 100 classes)."),
+    "deit_small_patch16_224": (_DEIT_PAPER, "DeiT-S-LIFE (paper: 21.85 M params, 4.64 GMACs with 100 classes)."),
+    "deit_tiny_distilled_patch16_224": (_DEIT_PAPER, "DeiT-T with distillation token, LIFE (two prefix tokens)."),
+    "swinv2_tiny_window8_256": (_SWINV2_PAPER, None),
 }
 
 
@@ -117,7 +120,7 @@ def _timm_cfg(name: str, paper: str) -> dict[str, Any]:
 default_cfgs = generate_default_cfgs({
     **_SMALL_CFGS,
     **{f"{name}_life": life_cfg(cfg) for name, cfg in _SMALL_CFGS.items()},
-    **{f"{name}_life": life_cfg(_timm_cfg(name, paper)) for name, paper in _TIMM_BASES.items()},
+    **{f"{name}_life": life_cfg(_timm_cfg(name, paper)) for name, (paper, _) in _TIMM_BASES.items()},
 })
 
 
@@ -178,14 +181,9 @@ for _name, (*_, _doc) in _SMALL_MODELS.items():
 
 # ---- LIFE twins of timm's own models (paper sizes) -----------------------------------------
 
-#: timm's DeiTs with a LIFE twin: name -> the twin's docstring
-_TIMM_DEITS = {
-    "deit_tiny_patch16_224": "DeiT-T-LIFE (paper: 5.62 M params, 1.27 GMACs with 100 classes).",
-    "deit_small_patch16_224": "DeiT-S-LIFE (paper: 21.85 M params, 4.64 GMACs with 100 classes).",
-    "deit_tiny_distilled_patch16_224": "DeiT-T with distillation token, LIFE (two prefix tokens).",
-}
-for _name, _doc in _TIMM_DEITS.items():
-    register(__name__, f"{_name}_life", partial(_create_life, f"{_name}_life", _name), _doc)
+for _name, (_, _doc) in _TIMM_BASES.items():
+    if _doc is not None:
+        register(__name__, f"{_name}_life", partial(_create_life, f"{_name}_life", _name), _doc)
 del _name, _doc, _base
 
 
