@@ -413,7 +413,7 @@ CPU = Profile(
     name="cpu",
     summary=(
         "The default of `make book`: the whole study at small scale on 2 CPU cores (target: "
-        "60 minutes; with the schedules that converge it takes about 78). Its numbers are "
+        "60 minutes; with the schedules that converge it takes about 79). Its numbers are "
         "real results of small models (DeiT-micro: embed 96, depth 6, 3 heads, patch 4, on "
         "16x16 Fashion-MNIST: a 4x4 patch grid; a ResNet-10-T reference; classification "
         "without augmentation) on small data, each schedule checked at twice its length, "
@@ -432,8 +432,8 @@ CPU = Profile(
     # - Classification trains without augmentation (PLAIN_CLASSIFICATION): with DeiT's crop,
     #   flip, erasing and drop path a ViT this small keeps improving for thousands of steps
     #   on 500 images (DeiT-micro, lr 1e-3: 65.9 / 68.6 / 71.5 % after 750 / 1500 / 3000
-    #   steps), so no schedule the book can afford converged (session 3: 9 of 11 failed the
-    #   check). Without it the models fit their subset and stop moving: DeiT-micro 70.6 /
+    #   steps), so no schedule the book can afford converged (at 750 steps 9 of the 11
+    #   schedules of chapters 2-4 failed the check). Without it the models fit their subset and stop moving: DeiT-micro 70.6 /
     #   73.6 / 73.4 / 72.4 % after 750 / 1000 / 1500 / 2000 steps, at 100 images a class 76.5
     #   / 76.9 % after 1000 / 2000; DeiT-micro-LIFE 76.2 / 76.9 % after 750 / 1500;
     #   ResNet-10-T 78.2 % after 1000. lr 2e-3 gave the same (69.6 / 72.3 % at 750 / 1500).
@@ -605,7 +605,7 @@ PAPER = Profile(
 
 #: Minutes the cpu profile spends per chapter on 2 cores, as measured in the cpu book built
 #: from a clean clone (quiet machine). The book's target is 60 minutes, never above 90: with
-#: the schedules that converge (1000 steps, issue 13) it takes about 78, over the target by
+#: the schedules that converge (1000 steps, issue 13) it takes about 79, over the target by
 #: the dense chapters (issue 14) and by LIFE's training speed at 16 tokens (issue 15).
 #: Chapters 2-4 and 10 count in "units": one classification run of 1000 steps of batch 32
 #: (32,000 images at 16x16), a schedule check being 2 units. Measured one-thread training

@@ -65,8 +65,8 @@ chap.banner()
 # {cite:p}`touvron2021deit`, scaled down by the profile and recorded in full with each
 # run; in the `cpu` profile without augmentation or drop path, with which the models stop
 # moving within the budget, where with DeiT's augmentation they kept improving for
-# thousands of steps). Schedules are set in optimizer steps with a floor (`min_steps`), so a small subset
-# still gets enough updates. The CNN of similar cost (a small ResNet {cite:p}`he2016resnet`
+# thousands of steps). Schedules are set in optimizer steps with a floor (`min_steps`), so
+# a small subset still gets enough updates. The CNN of similar cost (a small ResNet {cite:p}`he2016resnet`
 # from timm) shows what a convolutional inductive bias reaches on the same subsets, as the
 # ResNet rows of the paper's table do.
 #

@@ -186,7 +186,8 @@ for n, row in gain.iterrows():
     lines.append(f"{n} images per class: baseline {means['baseline']:.2f} %, with LIFE {means['with LIFE']:.2f} %; "
                  f"LIFE - baseline {row['text']} points: {row['verdict']}"
                  + (f" (not converged: {', '.join(flags)})" if flags else "") + ".")
-lines.append(f"Mean over the sizes, seed by seed: LIFE - baseline {pooled.text()} points: {pooled_verdict}.")
+lines.append(f"Mean over the sizes, seed by seed: LIFE - baseline {pooled.text()} points: {pooled_verdict}"
+             + (" (not converged at every size)" if pooled_converged is False else "") + ".")
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
              f"{(runs['how'] != 'trained').sum()} reused, {len(check_recs)} schedule checks); profile {profile}; "
              f"seeds {report.seeds_text(chap.seeds)}.")
