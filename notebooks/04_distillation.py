@@ -102,7 +102,9 @@ twins = [
     chap.config("classification", study.dataset, twin_of[m], s, out=("twins", twin_of[m], f"seed{s}"))
     for m in study.students for s in chap.seeds
 ]
-checks = [doubled(c) for c in students if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
+# the first seed's students and twins again at twice the schedule (the twins' checks are chapter 2's when it ran)
+first = [c for c in students + twins if c.seed == chap.seeds[0]] if chap.profile.schedule_check else []
+checks = [doubled(c) for c in first]
 recs = run_all(students + twins + checks, share=share, jobs=chap.profile.jobs, threads=chap.profile.threads)
 n = len(students)
 runs = records_frame(recs[:2 * n])
@@ -117,7 +119,7 @@ print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'train
 # %%
 if chap.profile.schedule_check:
     check = schedule_check([(teacher_rec, teacher_check[0]),
-                            *zip([r for c, r in zip(students, recs) if c.seed == chap.seeds[0]], recs[2 * n:])])
+                            *zip([r for c, r in zip(students + twins, recs) if c.seed == chap.seeds[0]], recs[2 * n:])])
     converged = {r.model: bool(r.converged) for r in check.itertuples()}
     display(check.drop(columns=["subset"]).round(2))
 else:
