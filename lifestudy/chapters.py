@@ -119,10 +119,21 @@ class Chapter:
                            out=str(self.path(*out)), **fields)
 
     def train(self, configs: Iterable[TrainConfig], log=print) -> list[dict]:
-        """Fetch the configs' datasets that are missing, then train (or reuse) every run."""
+        """Fetch the configs' datasets that are missing, then train every run: the profile's
+        ``jobs`` side by side, ``threads`` torch threads each (:func:`run_all`; on 2 cores two
+        one-thread runs of these small models finish well before one two-thread run after
+        another). With ``reuse_runs`` a run that already has a record is read back instead.
+        The records come back in the order of ``configs``."""
         configs = list(configs)
         ensure_data(dict.fromkeys(c.data for c in configs), self.data_root)
-        return train_all(configs, reuse=self.reuse_runs, log=log)
+        done = {i: read_json(Path(c.out) / "record.json") for i, c in enumerate(configs)
+                if self.reuse_runs and (Path(c.out) / "record.json").exists()}
+        for i in done:
+            log(f"[{i + 1}/{len(configs)}] reused {configs[i].model} on {configs[i].data} seed {configs[i].seed} "
+                f"-> {display_path(Path(configs[i].out) / 'record.json')}")
+        trained = iter(run_all([c for i, c in enumerate(configs) if i not in done], jobs=self.profile.jobs,
+                               threads=self.profile.threads, log=log))
+        return [done[i] if i in done else next(trained) for i in range(len(configs))]
 
     def run_checked(self, configs: Iterable[TrainConfig], display=None) -> Trained:
         """Train (or reuse, from any chapter of the profile) every run and, when the profile

@@ -305,7 +305,8 @@ for _, d in diffs.iterrows():
     lines.append(f"{d['comparison']} ({d['init']} init, {d['within']}): {d['text']} points of mAP@0.5 — "
                  f"{d['verdict']}.")
 seconds = runs["provenance.wall_time_s"].sum()
-lines.append(f"Training and evaluation took {seconds / 60:.1f} minutes over {len(runs)} runs "
-             f"({seconds / max(len(runs), 1):.0f} s a run) on {report.device_name(chap.torch_device)}.")
+lines.append(f"Training and evaluation: {seconds / 60:.1f} minutes of run time over {len(runs)} runs "
+             f"({seconds / max(len(runs), 1):.0f} s a run, {chap.profile.jobs} at a time) on "
+             f"{report.device_name(chap.torch_device)}; chapter time {chap.minutes():.1f} min.")
 lines.append(f"Profile {profile}; dataset {study.dataset}; records under {chap.show()}.")
 report.summary(lines)

@@ -215,5 +215,6 @@ for hw, row in diffs.iterrows():
     lines.append(f"{hw}: LIFE minus baseline {row['text']} mIoU points: {row['verdict']}.")
 minutes = runs["provenance.wall_time_s"].sum() / 60
 lines.append(f"Profile {profile}; dataset {study.dataset}; {len(runs)} runs, {minutes:.1f} minutes of "
-             f"training and evaluation in all; records under {chap.show()}.")
+             f"training and evaluation in all ({chap.profile.jobs} at a time; chapter time {chap.minutes():.1f} min); "
+             f"records under {chap.show()}.")
 report.summary(lines)
