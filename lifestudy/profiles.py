@@ -413,7 +413,7 @@ CPU = Profile(
     name="cpu",
     summary=(
         "The default of `make book`: the whole study at small scale on 2 CPU cores (target: "
-        "60 minutes; with the schedules that converge it takes about 79). Its numbers are "
+        "60 minutes; with the schedules that converge it takes about 69). Its numbers are "
         "real results of small models (DeiT-micro: embed 96, depth 6, 3 heads, patch 4, on "
         "16x16 Fashion-MNIST: a 4x4 patch grid; a ResNet-10-T reference; classification "
         "without augmentation) on small data, each schedule checked at twice its length, "
@@ -605,8 +605,8 @@ PAPER = Profile(
 
 #: Minutes the cpu profile spends per chapter on 2 cores, as measured in the cpu book built
 #: from a clean clone (quiet machine). The book's target is 60 minutes, never above 90: with
-#: the schedules that converge (1000 steps, issue 13) it takes about 79, over the target by
-#: the dense chapters (issue 14) and by LIFE's training speed at 16 tokens (issue 15).
+#: the schedules that converge (1000 steps, issue 13) it takes about 69, over the target by
+#: the longer classification schedules and by LIFE's training speed at 16 tokens (issue 15).
 #: Chapters 2-4 and 10 count in "units": one classification run of 1000 steps of batch 32
 #: (32,000 images at 16x16), a schedule check being 2 units. Measured one-thread training
 #: rates, two runs side by side (images/s): DeiT-micro ~700, DeiT-micro-LIFE ~475,
@@ -614,7 +614,7 @@ PAPER = Profile(
 #: included. 02: 3 models x (3 seeds + check) = 15 units; 03: 3 new sizes x 2 models x
 #: (3 seeds + check) = 30 (the 50-per-class point is chapter 2's); 04: 2 students x (3 seeds
 #: + check) = 10 (the teacher is chapter 2's CNN); 10: 4 peers x (3 seeds + check) = 20.
-#: 05: 12 detection runs of 500 steps (~80 s a run on one core, mAP at 6 points); 06: 6
+#: 05: 12 detection runs of 500 steps (~96 s a run on one core, mAP at 6 points); 06: 6
 #: segmentation runs at 32x32 of 1000 steps + 2 at 32x64; 08 trains nothing when chapter
 #: 6 has run (it scores its seed-0 models).
 CPU_BUDGET: dict[str, float] = {
@@ -623,8 +623,8 @@ CPU_BUDGET: dict[str, float] = {
     "03_data_size": 18,  # 30 units: 1083 s
     "04_distillation": 8,  # 10 units of a student and its teacher's forward pass: 447 s
     "10_locality": 11,  # 20 units (baseline, LIFE, CNN are chapter 2's)
-    "05_detection": 16,  # 12 detection runs of 500 steps: 967 s
-    "06_segmentation": 15,  # 8 segmentation runs: 897 s
+    "05_detection": 11,  # 12 detection runs of 500 steps, two at a time: 614 s
+    "06_segmentation": 11,  # 8 segmentation runs, two at a time: 626 s
     "07_efficiency": 1,
     "08_rollout": 1,
     "09_results": 1,
