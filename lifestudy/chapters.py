@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lifestudy import data, report
-from lifestudy.engine import TrainConfig, train
+from lifestudy.engine import TrainConfig
 from lifestudy.engine.distributed import resolve_device
 from lifestudy.engine.runs import doubled, records_frame, run_all, schedule_check
 from lifestudy.errors import DatasetError
@@ -119,21 +119,12 @@ class Chapter:
                            out=str(self.path(*out)), **fields)
 
     def train(self, configs: Iterable[TrainConfig], log=print) -> list[dict]:
-        """Fetch the configs' datasets that are missing, then train every run: the profile's
-        ``jobs`` side by side, ``threads`` torch threads each (:func:`run_all`; on 2 cores two
-        one-thread runs of these small models finish well before one two-thread run after
-        another). With ``reuse_runs`` a run that already has a record is read back instead.
-        The records come back in the order of ``configs``."""
+        """Fetch the configs' datasets that are missing, then train (or, with ``reuse_runs``,
+        read back) every run, the profile's ``jobs`` side by side (:func:`train_all`)."""
         configs = list(configs)
         ensure_data(dict.fromkeys(c.data for c in configs), self.data_root)
-        done = {i: read_json(Path(c.out) / "record.json") for i, c in enumerate(configs)
-                if self.reuse_runs and (Path(c.out) / "record.json").exists()}
-        for i in done:
-            log(f"[{i + 1}/{len(configs)}] reused {configs[i].model} on {configs[i].data} seed {configs[i].seed} "
-                f"-> {display_path(Path(configs[i].out) / 'record.json')}")
-        trained = iter(run_all([c for i, c in enumerate(configs) if i not in done], jobs=self.profile.jobs,
-                               threads=self.profile.threads, log=log))
-        return [done[i] if i in done else next(trained) for i in range(len(configs))]
+        return train_all(configs, reuse=self.reuse_runs, log=log, jobs=self.profile.jobs,
+                         threads=self.profile.threads)
 
     def run_checked(self, configs: Iterable[TrainConfig], display=None) -> Trained:
         """Train (or reuse, from any chapter of the profile) every run and, when the profile
@@ -208,8 +199,11 @@ def ensure_data(names: Iterable[str], root: str | os.PathLike | None = None) -> 
     return found
 
 
-def train_all(configs: Iterable[TrainConfig], reuse: bool = False, log=print) -> list[dict]:
-    """Train each config with :func:`lifestudy.engine.train` and return the records.
+def train_all(configs: Iterable[TrainConfig], reuse: bool = False, log=print, jobs: int = 1,
+              threads: int | None = None) -> list[dict]:
+    """Train each config (:func:`run_all`: ``jobs`` runs side by side, ``threads`` torch threads
+    each; on 2 cores two one-thread runs of these small models finish well before one two-thread
+    run after another) and return the records, in the order of ``configs``.
 
     Args:
         configs: ``TrainConfig`` objects, each with its own ``out`` folder.
@@ -217,16 +211,11 @@ def train_all(configs: Iterable[TrainConfig], reuse: bool = False, log=print) ->
             re-executing a chapter by hand; ``make book`` re-runs everything it re-executes).
         log: where the one-line progress messages go.
     """
-    records = []
     configs = list(configs)
-    for i, cfg in enumerate(configs, 1):
-        record_path = Path(cfg.out) / "record.json"
-        start = time.perf_counter()
-        if reuse and record_path.exists():
-            record, how = read_json(record_path), "reused"
-        else:
-            record, how = train(cfg), "trained"
-        log(f"[{i}/{len(configs)}] {how} {cfg.model} on {cfg.data} seed {cfg.seed} "
-            f"in {time.perf_counter() - start:.1f} s -> {display_path(record_path)}")
-        records.append(record)
-    return records
+    done = {i: read_json(Path(c.out) / "record.json") for i, c in enumerate(configs)
+            if reuse and (Path(c.out) / "record.json").exists()}
+    for i in done:
+        log(f"[{i + 1}/{len(configs)}] reused {configs[i].model} on {configs[i].data} seed {configs[i].seed} "
+            f"-> {display_path(Path(configs[i].out) / 'record.json')}")
+    trained = iter(run_all([c for i, c in enumerate(configs) if i not in done], jobs=jobs, threads=threads, log=log))
+    return [done[i] if i in done else next(trained) for i in range(len(configs))]

@@ -282,11 +282,12 @@ def learned(d):
     return bool((runs.loc[sel, "F1 (%)"] > 0).all())
 
 
+diffs["learned"] = [learned(d) for _, d in diffs.iterrows()]
 chap.key_results([
     report.Finding.from_row(d, claim="dense_gain" if d["comparison"] in ("LIFE - baseline backbone", "encdec-life - encdec")
-                            and learned(d) else "",
+                            and d["learned"] else "",
                             what=f"{d['comparison'].replace(' - ', ' − ')} ({d['init']} init, {d['within']}), mAP@0.5 (points)"
-                            + ("" if learned(d) else ", not counted for the claim: a detector behind it has F1 = 0"),
+                            + ("" if d["learned"] else ", not counted for the claim: a detector behind it has F1 = 0"),
                             chapter=chap.name, section="Paired differences over seeds",
                             paper=paper_change(d["init"], d["within"], d["comparison"]),
                             box=d["comparison"] == "LIFE - baseline backbone")
