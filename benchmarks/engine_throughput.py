@@ -47,14 +47,14 @@ def bare_rate(cfg: TrainConfig, spec, seconds: float) -> tuple[float, float]:
     """Images per second of wall time and of process CPU time, of forward + loss +
     backward + optimiser step on one fixed batch."""
     from timm.loss import LabelSmoothingCrossEntropy
-    from timm.optim import create_optimizer_v2
 
+    from lifestudy.engine.loop import create_optimizer
     from lifestudy.tasks.classification import build_classifier
 
     r = cfg.recipe
     torch.manual_seed(0)
     model = build_classifier(cfg.model, spec.num_classes, spec.in_chans, cfg.img_size, r["drop_path"]).train()
-    opt = create_optimizer_v2(model, opt=r["opt"], lr=cfg.lr, weight_decay=r["weight_decay"])
+    opt = create_optimizer(model, r["opt"], cfg.lr, r["weight_decay"])
     loss_fn = LabelSmoothingCrossEntropy(r["label_smoothing"]) if r["label_smoothing"] else torch.nn.CrossEntropyLoss()
     x = torch.randn(cfg.batch_size, spec.in_chans, *cfg.img_size)
     y = torch.randint(0, spec.num_classes, (cfg.batch_size,))

@@ -14,6 +14,9 @@ depthwise convs and the grouping of matmuls differ:
   (``lifestudy.life._LIFEFunction``): two token streams, the patch stream a channels-last image
   throughout, each scale copied once into its q|k|v slots, a hand-written backward pass that
   saves the input, the output and the last depthwise conv's output and recomputes the rest;
+  on grids of at most 16 cells ``lifestudy.life._LIFEGridFunction`` instead (each depthwise
+  conv a batched matmul by one matrix per channel over the tokens);
+- ``conv_path`` / ``grid_path``: ``lifestudy`` with one of those two functions on any grid;
 - ``reference``: :meth:`LIFE.forward_reference`, LIFE's previous eager path (the modules' own
   forward passes, two streams concatenated per scale, autograd's backward pass, and the
   depthwise backward pass of :class:`lifestudy.life.DepthwiseConv2d`);
@@ -32,6 +35,7 @@ each is at least one kernel launch, which is what bounds LIFE there).
 
     python benchmarks/life_layout.py --rounds 40            # DeiT-T block, 8x8 grid, batch 64
     python benchmarks/life_layout.py --dim 192 --grid 16 16 --rounds 20
+    python benchmarks/life_layout.py --dim 96 --grid 4 4 --batch-size 16   # the cpu book's DeiT-micro
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from lifestudy import life
 from lifestudy.life import LIFE
 
 
@@ -152,6 +157,19 @@ def lifestudy_layout(m, x, gh, gw):
     return m(x, (gh, gw))
 
 
+def _with_grid_matrix_cells(cells: int, m, x, gh, gw):
+    saved = life.GRID_MATRIX_MAX_CELLS
+    life.GRID_MATRIX_MAX_CELLS = cells
+    try:
+        return m(x, (gh, gw))
+    finally:
+        life.GRID_MATRIX_MAX_CELLS = saved
+
+
+conv_path = functools.partial(_with_grid_matrix_cells, 0)  # _LIFEFunction on every grid
+grid_path = functools.partial(_with_grid_matrix_cells, 10**9)  # _LIFEGridFunction on every grid
+
+
 def reference(m, x, gh, gw):
     return m.forward_reference(x, (gh, gw))
 
@@ -167,9 +185,10 @@ def pw_only(m, x, gh, gw):
 
 VARIANTS = {
     "official": official, "nchw": nchw, "pw_all_tokens": pw_all_tokens, "native_dw": native_dw,
-    "lifestudy": lifestudy_layout, "reference": reference, "pw_only": pw_only, "no_5x5": no_5x5,
+    "lifestudy": lifestudy_layout, "conv_path": conv_path, "grid_path": grid_path, "reference": reference,
+    "pw_only": pw_only, "no_5x5": no_5x5,
 }
-EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy", "reference")
+EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy", "conv_path", "grid_path", "reference")
 
 
 class _Layout(nn.Module):

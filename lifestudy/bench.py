@@ -9,7 +9,7 @@ What is measured:
 - throughput is wall-clock by default; ``clock="cpu"`` times the process's CPU time instead,
   which other jobs on a shared machine disturb far less (with one thread it equals the time the
   step computed; with several it also counts threads waiting for each other).
-- ``train``: images/s of a full optimisation step (forward, cross-entropy, backward, AdamW
+- ``train``: images/s of a full optimisation step (forward, cross-entropy, backward, the engine's AdamW
   step) on random data of the given size; ``infer``: images/s of an eval-mode forward under
   ``torch.inference_mode``. On CUDA every timed block ends with a synchronisation.
   ``compile=True`` times both models under ``torch.compile`` (compiled in the warm-up steps);
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifestudy.engine.distributed import resolve_device
+from lifestudy.engine.loop import create_optimizer
 from lifestudy.errors import ConfigError
 
 __all__ = ["BenchConfig", "bench", "activation_bytes", "format_table"]
@@ -125,7 +126,7 @@ class _Runner:
             for m in life_modules(self.model):
                 m.forward = m.forward_reference
         self.forward = torch.compile(self.model) if cfg.compile else self.model
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.opt = create_optimizer(self.model, "adamw", lr=1e-4, weight_decay=0.05)  # the engine's
         g = torch.Generator().manual_seed(cfg.seed)
         self.x = torch.randn(cfg.batch_size, 3, *cfg.img_size, generator=g).to(dev)
         self.y = torch.randint(0, cfg.num_classes, (cfg.batch_size,), generator=g).to(dev)

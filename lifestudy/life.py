@@ -50,11 +50,17 @@ Where we differ from the official code (and why):
   depthwise conv's output, and recomputes the other convs: its training activations stay
   within a few per cent of a plain ``qkv``'s. On CPU the depthwise convs' backward pass goes
   around oneDNN's slow weight gradient for kernels wider than 3 (:func:`_depthwise_backward`).
+  On grids of at most ``GRID_MATRIX_MAX_CELLS`` (16) cells, such as the cpu profile's 4x4,
+  training takes :class:`_LIFEGridFunction` instead: every token in one channels-first
+  stream, each depthwise conv a batched matmul by one (N, N) matrix per channel built from
+  its kernel (prefix tokens pass through it unchanged), since on such grids the per-call cost
+  of oneDNN's convs is most of their time (measured beside the constant).
   :meth:`LIFE.forward_reference` keeps the previous eager path (modules and autograd); the
-  tests hold the two to the same outputs and gradients, and ``benchmarks/life_layout.py``
-  times both. The function computed is the same.
+  tests hold the three to the same outputs and gradients, and ``benchmarks/life_layout.py``
+  times them. The function computed is the same.
 """
 
+import functools
 from typing import Sequence
 
 import torch
@@ -331,14 +337,151 @@ class _LIFEFunction(torch.autograd.Function):
         return (grad_x, None, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
 
 
+# --------------------------------------------------------------------------------------------
+# Small grids: each depthwise conv as one matrix per channel over the tokens
+
+# Training on a grid of at most this many cells takes the grid-matrix path. Measured (one CPU
+# thread, DeiT-micro's LIFE, C=96, forward + backward): 4x4 grid 1.52 ms against the conv path's
+# 2.37 (batch 16) and 5.34 against 6.61 (batch 64); from 5x5 up the conv path is as fast or
+# faster (6x6: 3.43 against 2.85; 8x8: 8.57 against 5.26), since the matrices grow as cells².
+GRID_MATRIX_MAX_CELLS = 16
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_taps(
+    gh: int, gw: int, P: int, k: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a "same" ``k x k`` depthwise conv over a ``gh x gw`` grid reads: ``(taps, prefix)``.
+
+    ``taps`` is the (N*N, k*k) 0/1 matrix (N = P + gh*gw tokens, prefix tokens first) with
+    ``taps[q * N + p, t] = 1`` where token ``q`` is tap ``t`` of token ``p``'s window (F.conv2d's
+    cross-correlation, zero padding); ``prefix`` is the (1, N*N) row with a 1 at ``(q, q)`` for
+    each prefix token, which passes through unchanged (it has no neighbours). For a kernel ``w``
+    (C', k*k), ``prefix + w @ taps.T`` is the conv as a (C', N, N) matrix per channel."""
+    N, r = P + gh * gw, k // 2
+    i, j = torch.arange(gh).view(gh, 1, 1, 1), torch.arange(gw).view(1, gw, 1, 1)  # token p = (i, j)
+    dy, dx = torch.arange(k).view(1, 1, k, 1), torch.arange(k).view(1, 1, 1, k)  # tap t = (dy, dx)
+    qi, qj = i + dy - r, j + dx - r
+    inside = (qi >= 0) & (qi < gh) & (qj >= 0) & (qj < gw)
+    q = torch.where(inside, P + qi * gw + qj, -1).view(gh * gw, k * k)  # -1: the zero padding
+    reads = q.unsqueeze(0) == torch.arange(N).view(N, 1, 1)  # (q, patch p, t); no data-dependent shapes
+    taps = torch.cat([torch.zeros(N, P, k * k, dtype=torch.bool), reads], dim=1).to(dtype).view(N * N, k * k)
+    flat = torch.arange(N * N)
+    prefix = (flat % (N + 1) == 0) & (flat < P * (N + 1))  # entries (q, q) of the prefix tokens
+    return taps.to(device), prefix.to(device, dtype).view(1, N * N)
+
+
+def _grid_matrix(weight: torch.Tensor, gh: int, gw: int, P: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A depthwise conv (weight (C', 1, k, k)) over the tokens as (C', N, N) matrices ``T``, with
+    ``conv(y)[c, b, p] = sum_q y[c, b, q] T[c, q, p]``; also returns its ``taps`` (:func:`_grid_taps`)."""
+    C, k = weight.shape[0], weight.shape[-1]
+    build = _grid_taps.__wrapped__ if torch.compiler.is_compiling() else _grid_taps  # a trace builds its own
+    taps, prefix = build(gh, gw, P, k, weight.device, weight.dtype)
+    N = P + gh * gw
+    return torch.addmm(prefix, weight.reshape(C, k * k), taps.t()).view(C, N, N), taps
+
+
+def _scales_channels_first(t: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
+    """The slots of q, k and v of the first ``len(widths)`` scales of a (B, N, 3, C) tensor, each
+    as a (3 C_s, B, N) tensor (a copy: one for all of them when they are equally wide)."""
+    B, N, S = t.shape[0], t.shape[1], len(widths)
+    if len(set(widths)) == 1:
+        t = t[..., :S * widths[0]].unflatten(-1, (S, widths[0]))
+        return list(t.permute(3, 2, 4, 0, 1).reshape(S, -1, B, N).unbind(0))
+    offsets = [sum(widths[:s]) for s in range(S)]
+    return [t[..., o:o + w].permute(2, 3, 0, 1).reshape(3 * w, B, N) for o, w in zip(offsets, widths)]
+
+
+def _life_forward_grid(
+    x: torch.Tensor, P: int, gh: int, gw: int,
+    proj_w: torch.Tensor, proj_b: torch.Tensor | None, dw_ws: Sequence[torch.Tensor], pw_ws: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`_life_forward` for a small grid, with every token in one stream: each scale is a
+    channels-first (3 C_s, B*N) matrix, each depthwise conv one batched matmul over channels by
+    its (N, N) matrix (:func:`_grid_matrix`; prefix tokens pass through it unchanged), each
+    pointwise conv one matmul; the scales are copied into the q|k|v layout at the end (one
+    copy when they are equally wide). Returns (q|k|v as (B, N, 3C), the last conv's output as
+    (C', B, N))."""
+    B, N, C = x.shape
+    widths = [w.shape[0] // 3 for w in (proj_w, *pw_ws)]
+    S, equal = len(widths), len(set(widths)) == 1
+    buf = x.new_empty(S, 3 * widths[0], B * N) if equal else None
+    ys = [buf[s] if equal else x.new_empty(3 * widths[s], B * N) for s in range(S)]
+    xm = x.reshape(B * N, C).t()
+    if proj_b is None:
+        torch.mm(proj_w, xm, out=ys[0])
+    else:
+        torch.addmm(proj_b[:, None], proj_w, xm, out=ys[0])
+    conv = None
+    for s in range(1, S):
+        conv = torch.bmm(ys[s - 1].view(-1, B, N), _grid_matrix(dw_ws[s - 1], gh, gw, P)[0])
+        torch.mm(pw_ws[s - 1], conv.view(-1, B * N), out=ys[s])
+    if equal:  # (S, 3, C_s, B, N) -> (B, N, 3, S, C_s)
+        return buf.view(S, 3, widths[0], B, N).permute(3, 4, 1, 0, 2).reshape(B, N, 3 * C), conv
+    out = x.new_empty(B, N, 3, C)
+    offset = 0
+    for y, width in zip(ys, widths):
+        out[..., offset:offset + width].copy_(y.view(3, width, B, N).permute(2, 3, 0, 1))
+        offset += width
+    return out.view(B, N, 3 * C), conv
+
+
+class _LIFEGridFunction(torch.autograd.Function):
+    """:func:`_life_forward_grid` with a hand-written backward pass; it saves what
+    :class:`_LIFEFunction` saves (input, output, last conv's output) and rebuilds the conv
+    matrices and the other conv's outputs."""
+
+    @staticmethod
+    def forward(ctx, x, P, gh, gw, proj_w, proj_b, *weights):
+        S = len(weights) // 2 + 1
+        out, last_conv = _life_forward_grid(x, P, gh, gw, proj_w, proj_b, weights[:S - 1], weights[S - 1:])
+        ctx.save_for_backward(x, out, last_conv, proj_w, *weights)
+        ctx.geometry = (P, gh, gw, proj_b is not None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, out, last_conv, proj_w, *weights = ctx.saved_tensors
+        P, gh, gw, has_bias = ctx.geometry
+        B, N, C = x.shape
+        S = len(weights) // 2 + 1
+        dw_ws, pw_ws = weights[:S - 1], weights[S - 1:]
+        need = ctx.needs_input_grad
+        need_dw, need_pw = need[6:6 + S - 1], need[6 + S - 1:]
+        widths = [w.shape[0] // 3 for w in (proj_w, *pw_ws)]
+        grads = _scales_channels_first(grad.reshape(B, N, 3, C), widths)
+        ys = _scales_channels_first(out.view(B, N, 3, C), widths[:-1]) if S > 1 else []
+        grad_dw, grad_pw = [None] * (S - 1), [None] * (S - 1)
+        dy = grads[-1].view(-1, B * N)
+        for s in range(S - 1, 0, -1):  # scale s = pw(dw(scale s - 1))
+            y = ys[s - 1]  # the conv's input
+            matrix, taps = _grid_matrix(dw_ws[s - 1], gh, gw, P)
+            if need_pw[s - 1]:
+                conv = last_conv if s == S - 1 else torch.bmm(y, matrix)
+                grad_pw[s - 1] = dy.mm(conv.view(-1, B * N).t())
+            dconv = pw_ws[s - 1].t().mm(dy).view(-1, B, N)
+            if need_dw[s - 1]:
+                k = dw_ws[s - 1].shape[-1]
+                grad_dw[s - 1] = torch.bmm(y.transpose(1, 2), dconv).view(-1, N * N).mm(taps).view(-1, 1, k, k)
+            dy = torch.baddbmm(grads[s - 1], dconv, matrix.transpose(1, 2)).view(-1, B * N)
+        grad_x = dy.t().mm(proj_w).view(B, N, C) if need[0] else None
+        grad_proj_w = dy.mm(x.reshape(B * N, C)) if need[4] else None
+        grad_proj_b = dy.sum(1) if need[5] and has_bias else None
+        return (grad_x, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
+
 def _life_qkv(
     x: torch.Tensor, P: int, gh: int, gw: int, paddings: tuple[tuple[int, int], ...], params: list
 ) -> torch.Tensor:
     """LIFE's q|k|v from ``params`` = (proj weight, proj bias, depthwise weights..., pointwise
-    weights...): :class:`_LIFEFunction` when a gradient is needed, else :func:`_life_forward`'s
-    plain torch ops (an inference pass; or a ``torch.jit`` trace, which fvcore's MAC count reads)."""
+    weights...): when a gradient is needed, :class:`_LIFEGridFunction` on grids of at most
+    ``GRID_MATRIX_MAX_CELLS`` cells and :class:`_LIFEFunction` on larger ones; else
+    :func:`_life_forward`'s plain torch ops (an inference pass; or a ``torch.jit`` trace, which
+    fvcore's MAC count reads)."""
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params))
     if needs_grad and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+        if type(gh) is int and type(gw) is int and gh * gw <= GRID_MATRIX_MAX_CELLS:  # not a symbolic grid
+            return _LIFEGridFunction.apply(x, P, gh, gw, *params)
         return _LIFEFunction.apply(x, P, gh, gw, paddings, *params)
     S = len(params) // 2
     return _life_forward(x, P, gh, gw, paddings, params[0], params[1], params[2:1 + S], params[1 + S:])[0]

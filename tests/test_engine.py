@@ -114,6 +114,29 @@ def test_stopped_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_pat
     assert train(tiny(out, epochs=2, resume=True))["metrics"] == resumed["metrics"]
 
 
+def test_long_runs_checkpoint_every_few_epochs_and_still_resume_exactly(tmp_path, monkeypatch):
+    """A run of more than CHECKPOINTS_PER_RUN epochs writes a checkpoint every few epochs and
+    after the last; a run stopped between two of them resumes from the last one it wrote and
+    ends exactly as an uninterrupted run."""
+    from lifestudy.engine import loop
+
+    monkeypatch.setattr(loop, "CHECKPOINTS_PER_RUN", 2)  # 5 epochs: a checkpoint every 3
+    saved = []
+    save = loop._save_checkpoint
+    monkeypatch.setattr(loop, "_save_checkpoint", lambda run, epoch: (saved.append(epoch + 1), save(run, epoch)))
+    ref = train(tiny(tmp_path / "ref", epochs=5))
+    assert saved == [3, 5]
+    assert len(list(csv.DictReader((tmp_path / "ref" / "metrics.csv").open()))) == 5
+
+    saved.clear()
+    out = tmp_path / "run"
+    train(tiny(out, epochs=5, stop_after_epochs=4))  # stopped: it checkpoints where it stops
+    assert saved == [3, 4] and load_checkpoint(out)["epoch"] == 4
+    resumed = train(tiny(out, epochs=5, resume=True))
+    assert {k: resumed["metrics"][k] for k in RESULT_KEYS} == {k: ref["metrics"][k] for k in RESULT_KEYS}
+    assert same_weights(out, tmp_path / "ref")
+
+
 @pytest.mark.slow
 def test_killed_cli_run_resumes_to_the_same_result(tmp_path):
     """SIGKILL a real `lifestudy train` process mid-run, resume it, compare with a clean run."""

@@ -152,18 +152,27 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda t: m(t), (x,))
 
 
+@pytest.fixture(params=["conv", "grid"])
+def life_path(request, monkeypatch):
+    """Each of LIFE's two training paths: depthwise convs (``_LIFEFunction``) or, as on small
+    grids, one matrix per channel over the tokens (``_LIFEGridFunction``), on every grid."""
+    monkeypatch.setattr(lifestudy.life, "GRID_MATRIX_MAX_CELLS", 0 if request.param == "conv" else 10**6)
+    return "_LIFEFunctionBackward" if request.param == "conv" else "_LIFEGridFunctionBackward"
+
+
 @pytest.mark.parametrize(
     "dim,P,grid,kw",
     [(24, 1, (4, 4), {}), (48, 0, (3, 5), {}), (100, 2, (1, 6), {}), (7, 5, (4, 4), {"bias": False}),
-     (16, 1, (6, 5), {"kernel_sizes": (3, 3, 7)}), (12, 0, (5, 5), {"kernel_sizes": (5,), "qkv_norm": True})],
+     (16, 1, (6, 5), {"kernel_sizes": (3, 3, 7)}), (12, 0, (5, 5), {"kernel_sizes": (5,), "qkv_norm": True}),
+     (18, 1, (3, 3), {"kernel_sizes": ()}), (9, 0, (2, 7), {"kernel_sizes": (3,)})],
 )
-def test_fused_path_matches_the_reference_path(dim, P, grid, kw):
+def test_fused_path_matches_the_reference_path(dim, P, grid, kw, life_path):
     """LIFE.forward (one autograd function, hand-written backward) computes the outputs and
     the gradients of LIFE.forward_reference (the modules' own forward passes and autograd)."""
     m = _life(dim, P, grid, **kw)
     x = torch.randn(3, P + grid[0] * grid[1], dim, dtype=torch.float64, requires_grad=True)
     out, ref = m(x), m.forward_reference(x)
-    assert "LIFEFunction" in type(m._qkv(x, *grid).grad_fn).__name__
+    assert type(m._qkv(x, *grid).grad_fn).__name__ == life_path
     torch.testing.assert_close(out, ref)
     g = torch.randn_like(out)
     inputs = [x, *m.parameters()]
@@ -178,7 +187,7 @@ def test_fused_path_matches_the_reference_path(dim, P, grid, kw):
 
 
 @pytest.mark.parametrize("P,grid,kw", [(1, (2, 2), {}), (0, (2, 3), {"bias": False})])
-def test_fused_backward_gradcheck(P, grid, kw):
+def test_fused_backward_gradcheck(P, grid, kw, life_path):
     """The hand-written backward pass, against finite differences in double precision, for the
     input and every parameter (one channel per scale part keeps the Jacobian small)."""
     m = _life(3, P, grid, **kw)
@@ -247,7 +256,7 @@ def test_depthwise_conv_gradients_match_pytorch(k, grid, channels_last):
 
 
 @pytest.mark.slow
-def test_compiled_life_has_eager_gradients():
+def test_compiled_life_has_eager_gradients(life_path):
     """torch.compile traces the CPU depthwise backward (no graph break) and computes the same."""
     import torch._dynamo
 
@@ -256,6 +265,7 @@ def test_compiled_life_has_eager_gradients():
     m = LIFE(24, num_prefix_tokens=1, grid_size=(4, 5))
     x = torch.randn(2, 21, 24, requires_grad=True)
     g = torch.randn(2, 21, 72)
+    assert type(m(x).grad_fn).__name__ == life_path
     want = torch.autograd.grad(m(x), [x, *m.parameters()], g)
     got = torch.autograd.grad(torch.compile(m, fullgraph=True)(x), [x, *m.parameters()], g)
     for a, b in zip(got, want):

@@ -5,15 +5,16 @@ Shape and habits from timm's ``train.py`` and torchvision's classification refer
 schedule with warm-up (``timm.scheduler.CosineLRScheduler``), AdamW without weight decay
 on norms, biases and tokens (``timm.optim.create_optimizer_v2``), optional EMA of the
 weights (``timm.utils.ModelEmaV3``), gradient clipping, bf16 autocast on CUDA,
-DistributedDataParallel under torchrun, and a checkpoint after every epoch.
+DistributedDataParallel under torchrun, and a checkpoint after every epoch (every few
+epochs when a run has more than ``CHECKPOINTS_PER_RUN`` of them).
 
 Exact resume. A run killed at any moment and resumed with ``resume=True`` ends with
 exactly the weights and metrics of an uninterrupted run on CPU, because:
 
 - the data order of epoch ``e`` depends only on ``(seed, e)`` (the sampler's epoch, and
   a DataLoader generator reseeded each epoch, which also seeds any workers);
-- each epoch's checkpoint holds model, optimiser, EMA, update count and the python /
-  numpy / torch random states of every process, and is replaced atomically;
+- each checkpoint holds model, optimiser, EMA, update count and the python / numpy /
+  torch random states of every process, and is replaced atomically;
 - the per-epoch metrics live in the checkpoint too, and ``metrics.csv`` is rewritten
   from them, so it never holds an epoch the checkpoint does not.
 
@@ -225,9 +226,11 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
             epoch_bar.set_postfix(loss=f"{row['train_loss']:.4f}",
                                   **({run.task.headline_metric: f"{run.last_eval[run.task.headline_metric]:.2f}"}
                                      if run.last_eval else {}))
-        _save_checkpoint(run, epoch)
         last = epoch + 1 == cfg.epochs
-        if cfg.stop_after_epochs is not None and epoch + 1 - run.start_epoch >= cfg.stop_after_epochs and not last:
+        stop = cfg.stop_after_epochs is not None and epoch + 1 - run.start_epoch >= cfg.stop_after_epochs
+        if last or stop or (epoch + 1) % checkpoint_every(cfg.epochs) == 0:
+            _save_checkpoint(run, epoch)
+        if stop and not last:
             epoch_bar.close()
             return {"kind": "train", "task": run.task.name, "interrupted": True, "epoch": epoch + 1,
                     "metrics": dict(run.last_eval), "config": cfg.to_dict()}
@@ -348,15 +351,28 @@ def _build_model(run: _Run) -> None:
     run.model = model
 
 
-def _build_optimiser(run: _Run) -> None:
-    """AdamW (timm's, no decay on norms/biases/tokens), the per-update cosine schedule with
-    warm-up, and the EMA when the recipe keeps one."""
+# torch's fused Adam / AdamW kernels (CPU and CUDA since torch 2.4): one kernel over every
+# parameter instead of several small ops per parameter, the same update. On one CPU thread a
+# DeiT-micro step (batch 16, 16x16) took 26.9 ms instead of 29.1 with them.
+FUSED_OPTIMIZERS = ("adam", "adamw")
+
+
+def create_optimizer(model: torch.nn.Module, opt: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """timm's ``create_optimizer_v2`` (no weight decay on norms, biases and tokens), with
+    torch's fused kernel for Adam and AdamW."""
     from timm.optim import create_optimizer_v2
+
+    fused = {"fused": True} if opt.lower() in FUSED_OPTIMIZERS else {}
+    return create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **fused)
+
+
+def _build_optimiser(run: _Run) -> None:
+    """AdamW (timm's, no decay on norms/biases/tokens; :func:`create_optimizer`), the
+    per-update cosine schedule with warm-up, and the EMA when the recipe keeps one."""
     from timm.scheduler import CosineLRScheduler
 
     cfg, recipe, spe = run.cfg, run.cfg.recipe, run.steps_per_epoch
-    run.optimizer = create_optimizer_v2(run.model, opt=recipe["opt"], lr=cfg.lr,
-                                        weight_decay=recipe["weight_decay"])
+    run.optimizer = create_optimizer(run.model, recipe["opt"], cfg.lr, recipe["weight_decay"])
     run.scheduler = CosineLRScheduler(
         run.optimizer, t_initial=cfg.epochs * spe, lr_min=recipe["min_lr"],
         warmup_t=recipe["warmup_epochs"] * spe, warmup_lr_init=recipe["warmup_lr"], t_in_epochs=False,
@@ -472,6 +488,19 @@ def _train_one_epoch(run: _Run, epoch: int, show: bool = False) -> dict[str, Any
         **epoch_settings(cfg),  # the peak lr and clipping this epoch trained with
         "_t0": t0,
     }
+
+
+# A run of many short epochs (the cpu profile's smallest subsets: 334 epochs of 3 steps)
+# spent up to a quarter of its time writing a checkpoint after each; it now writes one every
+# ``checkpoint_every`` epochs, and after the last. A resumed run is still exact: it restarts
+# from the last checkpoint, and each epoch's data order depends only on (seed, epoch).
+CHECKPOINTS_PER_RUN = 50
+
+
+def checkpoint_every(epochs: int) -> int:
+    """Epochs between checkpoints: 1 for runs of at most ``CHECKPOINTS_PER_RUN`` epochs, so
+    that a run writes at most about that many."""
+    return max(1, math.ceil(epochs / CHECKPOINTS_PER_RUN))
 
 
 def _save_checkpoint(run: _Run, epoch: int) -> None:
