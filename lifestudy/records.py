@@ -128,7 +128,8 @@ def device_name(device: Any = None) -> str:
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    n = torch.get_num_threads()
+    return f"cpu ({n} thread{'s' if n != 1 else ''}, {platform.processor() or platform.machine()})"
 
 
 def display_path(path: str | os.PathLike) -> str:

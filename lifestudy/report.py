@@ -32,6 +32,7 @@ from lifestudy.records import device_name, load_records, read_json, write_json_a
 
 __all__ = [
     "run_banner",
+    "mean_pm",
     "caption",
     "seeds_text",
     "mean_std",
@@ -84,9 +85,12 @@ def run_banner(profile: str | Profile, seeds: Sequence[int], device: str) -> Any
     from IPython.display import Markdown  # the book's extra (ipykernel): only the notebooks display
 
     prof = get_profile(profile)
+    runs = ""
+    if str(device).startswith("cpu") and prof.jobs > 1:  # how run_all trains on a CPU
+        runs = f"; training runs {prof.jobs} at a time, {prof.threads} thread{'s' if prof.threads != 1 else ''} each"
     return Markdown(
         f"**Numbers on this page:** profile `{prof.name}` ({prof.claim}); "
-        f"seeds {seeds_text(seeds)}; device {device_name(device)}."
+        f"seeds {seeds_text(seeds)}; device {device_name(device)}{runs}."
     )
 
 
@@ -145,10 +149,19 @@ def pm(mean: float, half: float | None = None, n: int | None = None, digits: int
     return text.replace(" ", NBSP)
 
 
+def _half_width(iv: stats.Interval) -> float | None:
+    return (iv.high - iv.low) / 2 if iv.n >= 2 else None
+
+
 def interval_pm(iv: stats.Interval, digits: int = 2, sign: bool = True, unit: str = "", count: str = "seed") -> str:
     """:func:`pm` of a :class:`lifestudy.stats.Interval` (a paired difference, by default signed)."""
-    half = (iv.high - iv.low) / 2 if iv.n >= 2 else None
-    return pm(iv.mean, half, iv.n, digits=digits, sign=sign, unit=unit, count=count)
+    return pm(iv.mean, _half_width(iv), iv.n, digits=digits, sign=sign, unit=unit, count=count)
+
+
+def mean_pm(values: Sequence[float], digits: int = 2, unit: str = " %") -> str:
+    """``"72.70 ± 1.95 % (3 seeds)"``: the mean of one value over seeds, with the half-width of
+    its 95 % t-interval (:func:`lifestudy.stats.t_interval`)."""
+    return interval_pm(stats.t_interval(list(values)), digits, sign=False, unit=unit)
 
 
 def mean_ci(df, by: Sequence[str] | str, values: Sequence[str] | str, digits: int = 2,
@@ -165,8 +178,7 @@ def mean_ci(df, by: Sequence[str] | str, values: Sequence[str] | str, digits: in
         row = {}
         for v in values:
             iv = stats.t_interval(list(pd.to_numeric(group[v], errors="coerce")), confidence)
-            half = (iv.high - iv.low) / 2 if iv.n >= 2 else None
-            row[v] = pm(iv.mean, half, digits=digits)
+            row[v] = pm(iv.mean, _half_width(iv), digits=digits)
         row["seeds"] = int(pd.to_numeric(group[values[0]], errors="coerce").notna().sum())
         rows.append(row)
         index.append(key if isinstance(key, tuple) else (key,))

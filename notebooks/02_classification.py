@@ -211,7 +211,7 @@ for (dataset, pair), row in gains.iterrows():
     for model in [pair, dict(pairs)[pair], *study.references]:
         vals = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]["top1"]
         note = "" if converged.get((dataset, model)) is not False else " (not converged)"
-        parts.append(f"{model} {report.interval_pm(stats.t_interval(vals), sign=False, unit=' %')}{note}")
+        parts.append(f"{model} {report.mean_pm(vals)}{note}")
     lines.append(f"{dataset}: " + "; ".join(parts) + f". LIFE - baseline: {row['text']} points: {row['verdict']}.")
 if check is not None:
     lines.append(f"Schedule check: {int(check['converged'].sum())} of {len(check)} (dataset, model) schedules "

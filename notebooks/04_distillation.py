@@ -197,7 +197,7 @@ flag = lambda m: " (not converged)" if converged.get(m) is False else ""  # noqa
 lines = [f"Teacher {study.teacher}: {teacher_acc:.2f} % top-1 on {study.dataset} (seed {chap.seeds[0]}){flag(study.teacher)}."]
 for role, group in runs.groupby("role", sort=False):
     model = group["model"].iloc[0]
-    top1 = report.interval_pm(stats.t_interval(list(group["top1"])), sign=False, unit=" %")
+    top1 = report.mean_pm(group["top1"])
     lines.append(f"{role} ({model}): {top1}{flag(model)}.")
 for _, row in life_gain.iterrows():
     lines.append(f"LIFE - baseline, distilled: {row['text']} points: {row['verdict']}.")

@@ -300,7 +300,7 @@ chap.key_results([
 # %%
 lines = []
 for (init, backbone, head), group in runs.groupby(keys, sort=False):
-    m, f1 = (report.interval_pm(stats.t_interval(list(group[c])), sign=False, unit=" %") for c in ("mAP@0.5 (%)", "F1 (%)"))
+    m, f1 = (report.mean_pm(group[c]) for c in ("mAP@0.5 (%)", "F1 (%)"))
     lines.append(f"{init} init, {backbone} + {head}: mAP@0.5 {m}, F1 {f1}.")
 for _, d in diffs.iterrows():
     lines.append(f"{d['comparison']} ({d['init']} init, {d['within']}): {d['text']} points of mAP@0.5 — "
@@ -308,6 +308,6 @@ for _, d in diffs.iterrows():
 seconds = runs["provenance.wall_time_s"].sum()
 lines.append(f"Training and evaluation: {seconds / 60:.1f} minutes of run time over {len(runs)} runs "
              f"({seconds / max(len(runs), 1):.0f} s a run, {chap.profile.jobs} at a time) on "
-             f"{report.device_name(chap.torch_device)}; chapter time {chap.minutes():.1f} min.")
+             f"{', '.join(runs['provenance.device_name'].unique())}; chapter time {chap.minutes():.1f} min.")
 lines.append(f"Profile {profile}; dataset {study.dataset}; records under {chap.show()}.")
 report.summary(lines)

@@ -208,7 +208,7 @@ chap.key_results([
 
 # %%
 lines = [
-    f"{hw}, {backbone}: mIoU {report.interval_pm(stats.t_interval(list(group['mIoU (%)'])), sign=False, unit=' %')}."
+    f"{hw}, {backbone}: mIoU {report.mean_pm(group['mIoU (%)'])}."
     for (hw, backbone), group in runs.groupby(["input (H x W)", "backbone"], sort=False)
 ]
 for hw, row in diffs.iterrows():

@@ -36,6 +36,18 @@ def test_mean_ci_shows_the_t_interval_half_width_over_seeds():
     assert list(one_key.index) == ["a", "b"] and one_key.index.name == "model"
 
 
+def test_mean_pm_is_a_mean_over_seeds_with_its_t_interval():
+    assert report.mean_pm(pd.Series([1.0, 2.0, 3.0])) == f"2.00{NBSP}±{NBSP}2.48{NBSP}%{NBSP}(3{NBSP}seeds)"
+    assert report.mean_pm([4.0], unit="") == f"4.00{NBSP}(1{NBSP}seed)"
+
+
+def test_banner_names_profile_seeds_and_how_the_runs_used_the_cpu():
+    cpu = report.run_banner("cpu", [0, 1, 2], "cpu").data
+    assert "profile `cpu`" in cpu and "seeds 0, 1, 2" in cpu
+    assert "training runs 2 at a time, 1 thread each" in cpu  # the cpu profile: jobs 2, threads 1
+    assert "at a time" not in report.run_banner("paper", [0], "cuda").data
+
+
 def _finding(claim="small_data_gain", mean=1.0, low=0.5, high=1.5, **kw):
     return Finding(claim=claim, what="x", chapter="02_classification", section="Results", mean=mean, low=low,
                    high=high, n=3, **kw)
