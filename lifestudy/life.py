@@ -470,6 +470,7 @@ class _LIFEGridFunction(torch.autograd.Function):
         grad_proj_b = dy.sum(1) if need[5] and has_bias else None
         return (grad_x, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
 
+
 def _life_qkv(
     x: torch.Tensor, P: int, gh: int, gw: int, paddings: tuple[tuple[int, int], ...], params: list
 ) -> torch.Tensor:
