@@ -175,7 +175,7 @@ def _time(runner: _Runner, mode: str, steps: int, clock: Callable[[], float] = t
 
 def bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Time each LIFE model of ``cfg.models`` against its baseline; returns the record (not written)."""
-    from lifestudy.records import provenance
+    from lifestudy.records import device_name, provenance
 
     dev = _device(cfg.device)
     bad = set(cfg.modes) - {"train", "infer"}
@@ -191,6 +191,7 @@ def bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[st
     old_threads = torch.get_num_threads()
     if dev.type == "cpu" and cfg.threads:
         torch.set_num_threads(cfg.threads)
+    measured_on = device_name(dev)  # with the thread count it is timed with
     log = log or (lambda msg: None)
     results = []
     started = time.time()
@@ -240,7 +241,8 @@ def bench(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[st
         "results": results,
         "metrics": metrics,
         "provenance": provenance(
-            device=str(dev), threads=torch.get_num_threads() if cfg.threads is None else cfg.threads,
+            device=str(dev), device_name=measured_on,
+            threads=torch.get_num_threads() if cfg.threads is None else cfg.threads,
             amp=cfg.amp, clock=cfg.clock, wall_time_s=time.time() - started,
         ),
     }

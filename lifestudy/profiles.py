@@ -534,8 +534,9 @@ CPU = Profile(
     # Both backbones at 32x32 at three seeds; the 2:1 input (32x64, twice the tokens) at seed 0.
     segmentation=SegmentationStudy(dataset="scenes-seg", backbones=MICRO_PAIR, extra_img_sizes=((32, 64),),
                                    seeds=(0, 1, 2), extra_size_seeds=1),
-    efficiency=EfficiencyStudy(models=MICRO_PAIR, img_sides=(32, 64, 96, 128),
-                               bench=BenchPlan((32, 64), batch_size=32, repeats=3)),
+    # 16x16 is where chapters 2-4 and 10 train (one thread a run, batch 32), 32x32 the dense chapters
+    efficiency=EfficiencyStudy(models=MICRO_PAIR, img_sides=(16, 32, 64, 96, 128),
+                               bench=BenchPlan((16, 32, 64), batch_size=32, repeats=5)),
     rollout=RolloutStudy(n_images=200),
     # Chapter 2's Fashion-MNIST runs (baseline, LIFE, CNN) are reused; the four peers add
     # 4 x 3 runs + 4 schedule checks = 20 units of chapter 2's size (see CPU_BUDGET).
@@ -605,26 +606,26 @@ PAPER = Profile(
 
 #: Minutes the cpu profile spends per chapter on 2 cores, as measured in the cpu book built
 #: from a clean clone (quiet machine). The book's target is 60 minutes, never above 90: with
-#: the schedules that converge (1000 steps, issue 13) it takes about 69, over the target by
+#: the schedules that converge (1000 steps, issue 13) it takes about 64, over the target by
 #: the longer classification schedules and by LIFE's training speed at 16 tokens (issue 15).
 #: Chapters 2-4 and 10 count in "units": one classification run of 1000 steps of batch 32
 #: (32,000 images at 16x16), a schedule check being 2 units. Measured one-thread training
-#: rates, two runs side by side (images/s): DeiT-micro ~700, DeiT-micro-LIFE ~475,
-#: ResNet-10-T ~390; a unit is ~55 / ~80 / ~90 s of one core, evaluation (6 x 2,000 images)
+#: rates, two runs side by side (images/s): DeiT-micro ~720, DeiT-micro-LIFE ~580,
+#: ResNet-10-T ~550; a unit is ~52 / ~65 / ~67 s of one core, evaluation (6 x 2,000 images)
 #: included. 02: 3 models x (3 seeds + check) = 15 units; 03: 3 new sizes x 2 models x
 #: (3 seeds + check) = 30 (the 50-per-class point is chapter 2's); 04: 2 students x (3 seeds
 #: + check) = 10 (the teacher is chapter 2's CNN); 10: 4 peers x (3 seeds + check) = 20.
-#: 05: 12 detection runs of 500 steps (~96 s a run on one core, mAP at 6 points); 06: 6
+#: 05: 12 detection runs of 500 steps (~106 s a run on one core, mAP at 6 points); 06: 6
 #: segmentation runs at 32x32 of 1000 steps + 2 at 32x64; 08 trains nothing when chapter
 #: 6 has run (it scores its seed-0 models).
 CPU_BUDGET: dict[str, float] = {
     "01_life_module": 1,
-    "02_classification": 10,  # 15 units: 594 s measured
-    "03_data_size": 18,  # 30 units: 1083 s
-    "04_distillation": 8,  # 10 units of a student and its teacher's forward pass: 447 s
-    "10_locality": 11,  # 20 units (baseline, LIFE, CNN are chapter 2's)
-    "05_detection": 11,  # 12 detection runs of 500 steps, two at a time: 614 s
-    "06_segmentation": 11,  # 8 segmentation runs, two at a time: 626 s
+    "02_classification": 10,  # 15 units: 563 s measured
+    "03_data_size": 15,  # 30 units: 899 s
+    "04_distillation": 7,  # 10 units of a student and its teacher's forward pass: 367 s
+    "10_locality": 11,  # 20 units (baseline, LIFE, CNN are chapter 2's): 664 s
+    "05_detection": 12,  # 12 detection runs of 500 steps, two at a time: 676 s
+    "06_segmentation": 11,  # 8 segmentation runs, two at a time: 623 s
     "07_efficiency": 1,
     "08_rollout": 1,
     "09_results": 1,

@@ -101,15 +101,17 @@ plt.show()
 # noise on a shared machine hits both alike; the ratios carry over to other machines,
 # the absolute numbers are this device's. Memory is the size of the activations autograd
 # keeps for the backward pass of one training step (exact and device-independent; the
-# part of training memory LIFE changes). `lifestudy bench` measures the same from the
-# command line.
+# part of training memory LIFE changes). On a CPU it runs with as many threads as each of the
+# book's training runs has (the profile's `threads`). `lifestudy bench` measures the same from
+# the command line.
 
 # %%
 plan = study.bench  # input sides, batch size, timed repeats
 rows = []
 for side in plan.img_sides:
     record = bench(BenchConfig(models=[base_model], img_size=(side, side), batch_size=plan.batch_size,
-                               num_classes=study.num_classes, device=device, repeats=plan.repeats))
+                               num_classes=study.num_classes, device=device, repeats=plan.repeats,
+                               threads=chap.profile.threads))  # as the chapters' training runs use the CPU
     write_json_atomic(chap.path("bench", f"{side}x{side}", "record.json"), record)
     for row in record["results"]:
         measures = {f"{mode} (img/s)": row[mode] for mode in ("train", "infer")}

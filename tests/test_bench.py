@@ -15,7 +15,13 @@ from lifestudy.errors import ConfigError
 
 def test_bench_record_pairs_each_life_model_with_its_baseline():
     cfg = BenchConfig(models=["deit_test_patch4_32_life"], batch_size=2, repeats=2, threads=1, num_classes=5)
-    rec = bench(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's setting differs from the bench's
+    try:
+        rec = bench(cfg)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(threads)
     assert rec["kind"] == "bench"
     (row,) = rec["results"]
     assert (row["baseline"], row["life"]) == ("deit_test_patch4_32", "deit_test_patch4_32_life")
@@ -26,7 +32,7 @@ def test_bench_record_pairs_each_life_model_with_its_baseline():
     assert mem["life"] > mem["baseline"] > 0
     assert rec["metrics"]["deit_test_patch4_32_life/train_ratio"] == row["train"]["ratio"]
     assert rec["provenance"]["device"] == "cpu" and rec["provenance"]["threads"] == 1
-    assert torch.get_num_threads() >= 1  # restored
+    assert rec["provenance"]["device_name"].startswith("cpu (1 thread,")  # as timed, not as restored after
 
 
 def test_activation_bytes_counts_saved_tensors_not_parameters():
