@@ -137,6 +137,31 @@ def test_two_worker_processes_give_the_results_of_one(tmp_path):
     assert [r["metrics"]["train_loss"] for r in pair] == [r["metrics"]["train_loss"] for r in alone]
 
 
+def test_the_run_expected_to_take_longest_starts_first(tmp_path, monkeypatch):
+    """Runs of a kind not timed yet start first, longest schedule first; then the run with the
+    longest expected time (its length times the time per step of its kind's finished runs), so
+    that two workers end together instead of one alone on a slow model's last run."""
+    from lifestudy.engine import runs
+
+    started = []
+
+    def fake_train(cfg):  # the LIFE model takes three times as long per step
+        started.append((cfg.model.endswith("_life"), cfg.seed))
+        steps = cfg.recipe["min_steps"]
+        return {"metrics": {"top1": 50.0, "headline": "top1"}, "seconds": steps * (3.0 if started[-1][0] else 1.0)}
+
+    monkeypatch.setattr(runs, "_train_one", fake_train)
+    base, life = "deit_test_patch4_32", "deit_test_patch4_32_life"
+    configs = [tiny(tmp_path / "a0", model=base, recipe={"min_steps": 20}),
+               tiny(tmp_path / "b0", model=life, recipe={"min_steps": 20}),
+               *[tiny(tmp_path / f"{m}{s}", model=m, seed=s, recipe={"min_steps": 10})
+                 for m in (base, life) for s in (1, 2)]]
+    recs = run_all(configs, log=None)
+    assert started == [(False, 0), (True, 0), (True, 1), (True, 2), (False, 1), (False, 2)]
+    assert [r["how"] for r in recs] == ["trained"] * 6  # the records still in the configs' order
+    assert [r["seconds"] for r in recs] == [20.0, 60.0, 10.0, 10.0, 30.0, 30.0]
+
+
 def test_doubled_schedule_and_the_check_table(tmp_path):
     cfg = tiny(tmp_path / "r", recipe={"min_steps": 10})
     twice = doubled(cfg)

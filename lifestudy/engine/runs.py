@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -128,23 +128,72 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
                                           {"reused_from": src, "config_hash": digests[i]})
                 results[i] = {**record, "how": "reused", "reused_from": src, "seconds": 0.0}
 
-    # Longest schedules first (a doubled schedule check before the runs it checks), so that two
-    # workers do not end with one of them alone on a long run.
-    firsts = sorted((ids[0] for ids in todo.values()), key=lambda i: -_length(configs[i]))
-    if jobs <= 1 or len(firsts) <= 1:
+    queue = _Queue(configs, [ids[0] for ids in todo.values()])
+
+    def _finish(i: int, record: dict[str, Any]) -> None:
+        queue.timed(configs[i], record)
+        _done(i, record)
+
+    if jobs <= 1 or len(todo) <= 1:
         if threads:
             _init_worker(threads)
-        for i in firsts:
-            _done(i, _train_one(configs[i]))
+        while (i := queue.pop()) is not None:
+            _finish(i, _train_one(configs[i]))
     else:
         import multiprocessing
 
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_train_one, configs[i]): i for i in firsts}
-            for fut in as_completed(futures):
-                _done(futures[fut], fut.result())
+            running: dict[Any, int] = {}
+
+            def _start() -> None:
+                i = queue.pop()
+                if i is not None:
+                    running[pool.submit(_train_one, configs[i])] = i
+
+            for _ in range(jobs):
+                _start()
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    _finish(running.pop(fut), fut.result())
+                    _start()
     return [r for r in results if r is not None]
+
+
+class _Queue:
+    """Which run to start next: the one expected to take longest, so that the workers end
+    together rather than one of them alone on a long run. A run's expected time is its length
+    (:func:`_length`) times the time per unit of length of the runs of the same kind (task,
+    model, head, input size, batch) finished so far in this call; kinds not yet timed go
+    first, the longest schedule first (a doubled schedule check before the runs it checks)."""
+
+    def __init__(self, configs: Sequence[TrainConfig], pending: Iterable[int]) -> None:
+        self.configs = configs
+        self.pending = sorted(pending, key=lambda i: -_length(configs[i]))
+        self.per_unit: dict[tuple, float] = {}
+
+    @staticmethod
+    def _kind(cfg: TrainConfig) -> tuple:
+        return cfg.task, cfg.model, cfg.head, tuple(cfg.img_size or ()), cfg.batch_size
+
+    def _expected(self, i: int) -> tuple[bool, float]:
+        cfg = self.configs[i]
+        per_unit = self.per_unit.get(self._kind(cfg))
+        return per_unit is None, _length(cfg) * (per_unit or 1.0)
+
+    def pop(self) -> int | None:
+        """The next run to start (None when none is left)."""
+        if not self.pending:
+            return None
+        best = max(self.pending, key=self._expected)  # the first of equals: configs' order
+        self.pending.remove(best)
+        return best
+
+    def timed(self, cfg: TrainConfig, record: dict[str, Any]) -> None:
+        """Learn the time per unit of length of ``cfg``'s kind from its finished run."""
+        if _length(cfg) > 0:
+            self.per_unit[self._kind(cfg)] = record["seconds"] / _length(cfg)
 
 
 def _length(cfg: TrainConfig) -> int:
