@@ -145,21 +145,20 @@ def test_the_run_expected_to_take_longest_starts_first(tmp_path, monkeypatch):
 
     started = []
 
-    def fake_train(cfg):  # the LIFE model takes three times as long per step
+    def fake_train(cfg):  # the LIFE model takes three times as long per epoch
         started.append((cfg.model.endswith("_life"), cfg.seed))
-        steps = cfg.recipe["min_steps"]
-        return {"metrics": {"top1": 50.0, "headline": "top1"}, "seconds": steps * (3.0 if started[-1][0] else 1.0)}
+        epochs = resolve(cfg).epochs
+        return {"metrics": {"top1": 50.0, "headline": "top1"}, "seconds": epochs * (3.0 if started[-1][0] else 1.0)}
 
     monkeypatch.setattr(runs, "_train_one", fake_train)
     base, life = "deit_test_patch4_32", "deit_test_patch4_32_life"
-    configs = [tiny(tmp_path / "a0", model=base, recipe={"min_steps": 20}),
-               tiny(tmp_path / "b0", model=life, recipe={"min_steps": 20}),
-               *[tiny(tmp_path / f"{m}{s}", model=m, seed=s, recipe={"min_steps": 10})
+    configs = [tiny(tmp_path / "a0", model=base, epochs=4), tiny(tmp_path / "b0", model=life, epochs=4),
+               *[tiny(tmp_path / f"{m}{s}", model=m, seed=s, epochs=None)  # the profile's 2 epochs
                  for m in (base, life) for s in (1, 2)]]
     recs = run_all(configs, log=None)
     assert started == [(False, 0), (True, 0), (True, 1), (True, 2), (False, 1), (False, 2)]
     assert [r["how"] for r in recs] == ["trained"] * 6  # the records still in the configs' order
-    assert [r["seconds"] for r in recs] == [20.0, 60.0, 10.0, 10.0, 30.0, 30.0]
+    assert [r["seconds"] for r in recs] == [4.0, 12.0, 2.0, 2.0, 6.0, 6.0]
 
 
 def test_doubled_schedule_and_the_check_table(tmp_path):

@@ -131,7 +131,7 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
     queue = _Queue(configs, [ids[0] for ids in todo.values()])
 
     def _finish(i: int, record: dict[str, Any]) -> None:
-        queue.timed(configs[i], record)
+        queue.timed(i, record)
         _done(i, record)
 
     if jobs <= 1 or len(todo) <= 1:
@@ -170,7 +170,8 @@ class _Queue:
 
     def __init__(self, configs: Sequence[TrainConfig], pending: Iterable[int]) -> None:
         self.configs = configs
-        self.pending = sorted(pending, key=lambda i: -_length(configs[i]))
+        self.length = {i: _length(resolve(configs[i])) for i in pending}  # the profile's schedule too
+        self.pending = sorted(self.length, key=lambda i: -self.length[i])
         self.per_unit: dict[tuple, float] = {}
 
     @staticmethod
@@ -178,9 +179,8 @@ class _Queue:
         return cfg.task, cfg.model, cfg.head, tuple(cfg.img_size or ()), cfg.batch_size
 
     def _expected(self, i: int) -> tuple[bool, float]:
-        cfg = self.configs[i]
-        per_unit = self.per_unit.get(self._kind(cfg))
-        return per_unit is None, _length(cfg) * (per_unit or 1.0)
+        per_unit = self.per_unit.get(self._kind(self.configs[i]))
+        return per_unit is None, self.length[i] * (per_unit or 1.0)
 
     def pop(self) -> int | None:
         """The next run to start (None when none is left)."""
@@ -190,14 +190,14 @@ class _Queue:
         self.pending.remove(best)
         return best
 
-    def timed(self, cfg: TrainConfig, record: dict[str, Any]) -> None:
-        """Learn the time per unit of length of ``cfg``'s kind from its finished run."""
-        if _length(cfg) > 0:
-            self.per_unit[self._kind(cfg)] = record["seconds"] / _length(cfg)
+    def timed(self, i: int, record: dict[str, Any]) -> None:
+        """Learn the time per unit of length of run ``i``'s kind from its finished run."""
+        if self.length[i] > 0:
+            self.per_unit[self._kind(self.configs[i])] = record["seconds"] / self.length[i]
 
 
 def _length(cfg: TrainConfig) -> int:
-    """A run's length for ordering the work: its step floor, else its epochs."""
+    """A (resolved) run's length for ordering the work: its step floor, else its epochs."""
     return int(cfg.recipe.get("min_steps") or 0) or int(cfg.epochs or 0)
 
 
