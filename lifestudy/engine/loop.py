@@ -53,7 +53,7 @@ from lifestudy.errors import ConfigError, LifestudyError
 
 __all__ = [
     "train", "TrainingDivergedError", "ShardSampler", "seed_everything", "derive_epochs", "eval_epochs",
-    "resolved_hash", "RECORD", "METRICS_CSV",
+    "resolved_hash", "hash_of_resolved", "RECORD", "METRICS_CSV",
 ]
 
 RECORD = "record.json"
@@ -260,7 +260,7 @@ def _start(cfg: TrainConfig, d: Dist) -> _Run:
             f"--batch-size {cfg.batch_size} is the global batch; it must divide by the "
             f"{d.world_size} processes"
         )
-    return _Run(cfg=cfg, d=d, task=task, spec=spec, out=out, config_hash=resolved_hash(cfg), t_start=t_start)
+    return _Run(cfg=cfg, d=d, task=task, spec=spec, out=out, config_hash=hash_of_resolved(cfg), t_start=t_start)
 
 
 def _build_loaders(run: _Run) -> None:
@@ -597,7 +597,11 @@ def resolved_hash(cfg: TrainConfig) -> str:
     """The hash that identifies a run: :func:`lifestudy.records.config_hash` of the config as
     :func:`lifestudy.engine.config.resolve` gives it, with a teacher or init run folder
     replaced by that run's own hash (so a run is the same wherever its teacher lies)."""
-    cfg = resolve(cfg)
+    return hash_of_resolved(resolve(cfg))
+
+
+def hash_of_resolved(cfg: TrainConfig) -> str:
+    """:func:`resolved_hash` of a config that :func:`lifestudy.engine.config.resolve` gave."""
     config = cfg.to_dict()
     for key in ("teacher", "init"):
         if config.get(key):

@@ -92,7 +92,10 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
     """
     configs = list(configs)
     say = log or (lambda _msg: None)
-    digests = [records_hash(cfg) for cfg in configs]
+    from lifestudy.engine.loop import hash_of_resolved
+
+    resolved = [resolve(cfg) for cfg in configs]  # once: for the runs' identities and their lengths
+    digests = [hash_of_resolved(r) for r in resolved]
     results: list[dict[str, Any] | None] = [None] * len(configs)
     todo: dict[str, list[int]] = {}  # hash -> indices wanting that run (trained once)
     for i, (cfg, digest) in enumerate(zip(configs, digests)):
@@ -128,7 +131,7 @@ def run_all(configs: Iterable[TrainConfig], share: Sequence[str | os.PathLike] =
                                           {"reused_from": src, "config_hash": digests[i]})
                 results[i] = {**record, "how": "reused", "reused_from": src, "seconds": 0.0}
 
-    queue = _Queue(configs, [ids[0] for ids in todo.values()])
+    queue = _Queue(resolved, [ids[0] for ids in todo.values()])
 
     def _finish(i: int, record: dict[str, Any]) -> None:
         queue.timed(i, record)
@@ -169,8 +172,8 @@ class _Queue:
     first, the longest schedule first (a doubled schedule check before the runs it checks)."""
 
     def __init__(self, configs: Sequence[TrainConfig], pending: Iterable[int]) -> None:
-        self.configs = configs
-        self.length = {i: _length(resolve(configs[i])) for i in pending}  # the profile's schedule too
+        self.configs = configs  # resolved: the profile's schedule, input size and batch filled in
+        self.length = {i: _length(configs[i]) for i in pending}
         self.pending = sorted(self.length, key=lambda i: -self.length[i])
         self.per_unit: dict[tuple, float] = {}
 
@@ -199,13 +202,6 @@ class _Queue:
 def _length(cfg: TrainConfig) -> int:
     """A (resolved) run's length for ordering the work: its step floor, else its epochs."""
     return int(cfg.recipe.get("min_steps") or 0) or int(cfg.epochs or 0)
-
-
-def records_hash(cfg: TrainConfig) -> str:
-    """The run's identity (:func:`lifestudy.engine.loop.resolved_hash`)."""
-    from lifestudy.engine.loop import resolved_hash
-
-    return resolved_hash(cfg)
 
 
 def doubled(cfg: TrainConfig, suffix: str = "-x2") -> TrainConfig:
