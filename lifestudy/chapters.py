@@ -136,7 +136,7 @@ class Chapter:
         recs = run_all(configs + checks, share=[self.out_dir.parent], jobs=self.profile.jobs,
                        threads=self.profile.threads)
         main, twice = recs[:len(configs)], recs[len(configs):]
-        check = (schedule_check(zip([r for c, r in zip(configs, main) if c.seed == first], twice))
+        check = (schedule_check(zip([r for c, r in zip(configs, main) if c.seed == first], twice), seeds=main)
                  if checks else None)
         if display is None:
             from IPython.display import display

@@ -44,7 +44,7 @@ import pandas as pd
 import seaborn as sns
 
 from lifestudy import chapters, report, stats
-from lifestudy.engine.runs import learning_curves
+from lifestudy.engine.runs import check_summary, learning_curves
 
 # %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
@@ -188,6 +188,8 @@ for n, row in gain.iterrows():
                  + (f" (not converged: {', '.join(flags)})" if flags else "") + ".")
 lines.append(f"Mean over the sizes, seed by seed: LIFE - baseline {pooled.text()} points: {pooled_verdict}"
              + (" (not converged at every size)" if pooled_converged is False else "") + ".")
+if trained.check is not None:
+    lines.append(check_summary(trained.check))
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
              f"{(runs['how'] != 'trained').sum()} reused, {len(check_recs)} schedule checks); profile {profile}; "
              f"seeds {report.seeds_text(chap.seeds)}.")

@@ -44,7 +44,7 @@ import seaborn as sns
 
 from lifestudy import chapters, report, stats
 from lifestudy.data import get_spec
-from lifestudy.engine.runs import doubled, learning_curves, records_frame, run_all, schedule_check
+from lifestudy.engine.runs import check_summary, doubled, learning_curves, records_frame, run_all, schedule_check
 
 # %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
@@ -119,11 +119,12 @@ print(f"{(runs['how'] == 'trained').sum()} runs trained, {(runs['how'] != 'train
 # %%
 if chap.profile.schedule_check:
     check = schedule_check([(teacher_rec, teacher_check[0]),
-                            *zip([r for c, r in zip(students + twins, recs) if c.seed == chap.seeds[0]], recs[2 * n:])])
+                            *zip([r for c, r in zip(students + twins, recs) if c.seed == chap.seeds[0]], recs[2 * n:])],
+                           seeds=recs[:2 * n])
     converged = {r.model: bool(r.converged) for r in check.itertuples()}
     display(check.drop(columns=["subset"]).round(2))
 else:
-    converged = {}
+    check, converged = None, {}
     print(f"The {profile} profile runs no schedule check (see lifestudy/profiles.py).")
 
 # %% [markdown]
@@ -203,6 +204,8 @@ for _, row in life_gain.iterrows():
     lines.append(f"LIFE - baseline, distilled: {row['text']} points: {row['verdict']}.")
 for pair, row in distill_gain.iterrows():
     lines.append(f"Distilled - twin, {pair}: {row['text']} points: {row['verdict']}.")
+if check is not None:
+    lines.append(check_summary(check))
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
              f"{(runs['how'] != 'trained').sum()} reused); profile {profile}; seeds {report.seeds_text(chap.seeds)}.")
 report.summary(lines)

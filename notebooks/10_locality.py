@@ -41,6 +41,7 @@ if "google.colab" in sys.modules:  # in Colab only: install the package from its
 import pandas as pd
 
 from lifestudy import chapters, peers, records, report, stats
+from lifestudy.engine.runs import check_summary
 
 # %% tags=["parameters", "hide-input"]
 profile = "cpu"  # smoke | cpu | paper: the plan of lifestudy/profiles.py
@@ -232,6 +233,8 @@ lines.append("Applies unchanged to every host: " + (", ".join(m for m in table i
     c["applies"] for c in table[m].values())) or "none") + "; to some only: " + (", ".join(specific) or "none") + ".")
 lines.append("Cost ratios to the baseline (MACs, train img/s, activations): " + "; ".join(
     f"{m} {r['macs']:.2f}, {r['train_img_s']:.2f}, {r['activation_mb']:.2f}" for m, r in ratio.items() if m != "baseline"))
+if trained.check is not None:
+    lines.append(check_summary(trained.check))
 lines.append(f"Chapter time: {minutes:.1f} min ({(runs['how'] == 'trained').sum()} runs trained, "
              f"{(runs['how'] != 'trained').sum()} reused, {len(trained.twice)} schedule checks); profile {profile}; "
              f"records under {chap.show()}.")

@@ -12,7 +12,7 @@ from lifestudy import records
 from lifestudy.data import build_dataset, get_spec
 from lifestudy.engine import TrainConfig, resolve, train
 from lifestudy.engine.loop import derive_epochs, eval_epochs, resolved_hash
-from lifestudy.engine.runs import REUSED, doubled, run_all, schedule_check
+from lifestudy.engine.runs import REUSED, check_summary, doubled, run_all, schedule_check
 from lifestudy.tasks.classification import Classification, classification_transforms
 from lifestudy.tasks.memory import BatchAugment, TensorImages
 
@@ -172,3 +172,26 @@ def test_doubled_schedule_and_the_check_table(tmp_path):
     row = table.iloc[0]
     assert row["change"] == pytest.approx(long["metrics"]["top1"] - base["metrics"]["top1"])
     assert row["converged"] == (abs(row["change"]) < 2.0)
+
+
+def test_the_check_table_says_whether_a_change_is_within_seed_noise():
+    def rec(model, seed, top1, steps=100):
+        return {"metrics": {"top1": top1, "headline": "top1"},
+                "provenance": {"dataset": "digits", "subset": 10, "model": model, "seed": seed, "steps": steps}}
+
+    seeds = [rec("a", 0, 70.0), rec("a", 1, 72.0), rec("a", 2, 74.0),  # sd 2: noise up to 5.54 points
+             rec("b", 0, 70.0), rec("b", 1, 70.5), rec("b", 2, 69.5),  # sd 0.5: up to 1.39
+             rec("c", 0, 60.0)]  # one seed: no sd
+    table = schedule_check([(rec("a", 0, 70.0), rec("a", 0, 73.0, 200)), (rec("b", 0, 70.0), rec("b", 0, 71.9, 200)),
+                            (rec("c", 0, 60.0), rec("c", 0, 61.0, 200))], seeds=seeds)
+    assert table["seed sd"].tolist()[:2] == pytest.approx([2.0, 0.5])
+    # a: over the 2-point rule but within what seeds differ by; b: under the rule, beyond the noise
+    assert table["converged"].tolist() == [False, True, True]
+    assert table["within seed noise"].tolist() == [True, False, None]
+    assert "seed sd" not in schedule_check([(rec("a", 0, 70.0), rec("a", 0, 73.0, 200))]).columns
+    assert check_summary(table) == (
+        "Schedule check: 2 of 3 schedules converged (doubling moved top-1 by < 2 points); of the 1 that did not "
+        "(with several seeds), 1 changed by no more than two seeds of the schedule differ by (95 %), so the check "
+        "cannot tell them from noise.")
+    one_seed = schedule_check([(rec("c", 0, 60.0), rec("c", 0, 65.0, 200))], seeds=seeds)
+    assert check_summary(one_seed) == "Schedule check: 0 of 1 schedules converged (doubling moved top-1 by < 2 points)."

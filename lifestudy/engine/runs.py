@@ -18,7 +18,9 @@ doubled) moves the headline metric by less than ``tolerance`` points.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import statistics
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -28,7 +30,7 @@ from lifestudy import records
 from lifestudy.engine.config import TrainConfig, resolve
 
 __all__ = ["run_all", "doubled", "schedule_check", "records_frame", "learning_curves", "REUSED",
-           "CONVERGENCE_TOLERANCE"]
+           "CONVERGENCE_TOLERANCE", "check_summary"]
 
 REUSED = "reused.json"
 #: Points of top-1 within which a doubled schedule must stay for the schedule to count as converged.
@@ -214,25 +216,56 @@ def doubled(cfg: TrainConfig, suffix: str = "-x2") -> TrainConfig:
 
 
 def schedule_check(pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
-                   tolerance: float = CONVERGENCE_TOLERANCE):
+                   tolerance: float = CONVERGENCE_TOLERANCE, seeds: Iterable[dict[str, Any]] = ()):
     """The schedule-check table: one row per (run, run at twice the schedule) pair.
 
     Columns: dataset, subset, model, seed, steps and the headline metric of each, their
-    difference, and ``converged`` (the difference is within ``tolerance`` points).
+    difference, and ``converged`` (the difference is within ``tolerance`` points). With
+    ``seeds``, the records of every seed of the checked schedules, also ``seed sd`` (the
+    headline metric's sd over the seeds of the run's (dataset, subset, model, teacher)) and
+    ``within seed noise``: whether the change is within 1.96 x sqrt(2) x that sd, what two
+    runs of different seeds differ by in 95 % of pairs (normal approximation); None with
+    fewer than two seeds. The verdict stays ``converged``: the noise is context for a reader.
     """
     import pandas as pd
 
+    def key(rec):
+        p = rec["provenance"]
+        return p["dataset"], p.get("subset"), p["model"], p.get("teacher")
+
+    spread: dict = {}
+    for rec in seeds:
+        spread.setdefault(key(rec), []).append(float(rec["metrics"][rec["metrics"]["headline"]]))
     rows = []
     for base, twice in pairs:
         metric = base["metrics"]["headline"]
         p = base["provenance"]
         a, b = float(base["metrics"][metric]), float(twice["metrics"][metric])
-        rows.append({
+        row = {
             "dataset": p["dataset"], "subset": p.get("subset"), "model": p["model"], "seed": p["seed"],
             "steps": p.get("steps"), metric: a, "steps x2": twice["provenance"].get("steps"),
             f"{metric} x2": b, "change": b - a, "converged": abs(b - a) < tolerance,
-        })
+        }
+        if spread:
+            values = spread.get(key(base), [])
+            sd = statistics.stdev(values) if len(values) > 1 else None
+            row["seed sd"] = sd
+            row["within seed noise"] = None if sd is None else abs(b - a) <= 1.96 * math.sqrt(2) * sd
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def check_summary(table) -> str:
+    """One sentence on a schedule-check table: how many schedules converged and, of those
+    that did not, how many changed by no more than seeds differ by (``within seed noise``)."""
+    n, ok = len(table), int(table["converged"].sum())
+    text = f"Schedule check: {ok} of {n} schedules converged (doubling moved top-1 by < {CONVERGENCE_TOLERANCE:g} points)"
+    noise = table.loc[~table["converged"], "within seed noise"].dropna() if "within seed noise" in table else ()
+    if len(noise):  # the schedules that did not converge and have several seeds
+        within = int(noise.eq(True).sum())
+        text += (f"; of the {len(noise)} that did not (with several seeds), {within} changed by no more than two seeds of the "
+                 "schedule differ by (95 %), so the check cannot tell them from noise")
+    return text + "."
 
 
 def records_frame(recs: Iterable[dict[str, Any]]):
