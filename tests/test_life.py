@@ -186,6 +186,24 @@ def test_fused_path_matches_the_reference_path(dim, P, grid, kw, life_path):
     torch.testing.assert_close(gx, torch.autograd.grad(m.forward_reference(x), x, g)[0])
 
 
+def test_inference_on_a_small_grid_takes_the_grid_path_up_to_its_batch_limit(monkeypatch):
+    """Without a gradient, a 4x4 grid runs _life_forward_grid while the batch has at most
+    GRID_MATRIX_MAX_INFERENCE_TOKENS tokens and the conv path beyond; both give the reference."""
+    m = _life(24, 1, (4, 4))
+    x = torch.randn(4, 17, 24, dtype=torch.float64)
+    taken = []
+    for name in ("_life_forward_grid", "_life_forward"):
+        fn = getattr(lifestudy.life, name)
+        monkeypatch.setattr(lifestudy.life, name, lambda *a, _fn=fn, _name=name: taken.append(_name) or _fn(*a))
+    with torch.no_grad():
+        ref = m.forward_reference(x)
+        for limit, path in ((4 * 17, "_life_forward_grid"), (4 * 17 - 1, "_life_forward")):
+            monkeypatch.setattr(lifestudy.life, "GRID_MATRIX_MAX_INFERENCE_TOKENS", limit)
+            taken.clear()
+            torch.testing.assert_close(m(x), ref)
+            assert taken == [path]
+
+
 @pytest.mark.parametrize("P,grid,kw", [(1, (2, 2), {}), (0, (2, 3), {"bias": False})])
 def test_fused_backward_gradcheck(P, grid, kw, life_path):
     """The hand-written backward pass, against finite differences in double precision, for the
