@@ -20,13 +20,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import statistics
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from lifestudy import records
+from lifestudy import records, stats
 from lifestudy.engine.config import TrainConfig, resolve
 
 __all__ = ["run_all", "doubled", "schedule_check", "records_frame", "learning_curves", "REUSED",
@@ -247,8 +246,8 @@ def schedule_check(pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]],
             f"{metric} x2": b, "change": b - a, "converged": abs(b - a) < tolerance,
         }
         if spread:
-            values = spread.get(key(base), [])
-            sd = statistics.stdev(values) if len(values) > 1 else None
+            seeds_iv = stats.t_interval(spread.get(key(base), []))  # its sd: the one the chapters' intervals use
+            sd = seeds_iv.sd if seeds_iv.n > 1 else None
             row["seed sd"] = sd
             row["within seed noise"] = None if sd is None else abs(b - a) <= 1.96 * math.sqrt(2) * sd
         rows.append(row)
