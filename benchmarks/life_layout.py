@@ -17,6 +17,10 @@ depthwise convs and the grouping of matmuls differ:
   on grids of at most 16 cells ``lifestudy.life._LIFEGridFunction`` instead (each depthwise
   conv a batched matmul by one matrix per channel over the tokens);
 - ``conv_path`` / ``grid_path``: ``lifestudy`` with one of those two functions on any grid;
+- ``one_pass``: the block's attention as :func:`lifestudy.apply_life` makes it, a
+  :class:`lifestudy.life.LIFEAttention`: on grids of at most 16 cells with one head per scale,
+  LIFE and the attention in one autograd function that reads q, k and v where LIFE writes
+  them (``lifestudy.life._LIFEAttentionGridFunction``); elsewhere it is ``lifestudy``;
 - ``reference``: :meth:`LIFE.forward_reference`, LIFE's previous eager path (the modules' own
   forward passes, two streams concatenated per scale, autograd's backward pass, and the
   depthwise backward pass of :class:`lifestudy.life.DepthwiseConv2d`);
@@ -53,7 +57,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from lifestudy import life
-from lifestudy.life import LIFE
+from lifestudy.life import LIFE, LIFEAttention
 
 
 def official(m: LIFE, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
@@ -186,6 +190,7 @@ def pw_only(m, x, gh, gw):
 VARIANTS = {
     "official": official, "nchw": nchw, "pw_all_tokens": pw_all_tokens, "native_dw": native_dw,
     "lifestudy": lifestudy_layout, "conv_path": conv_path, "grid_path": grid_path, "reference": reference,
+    "one_pass": lifestudy_layout,  # its qkv is LIFE itself; the block's attention is a LIFEAttention
     "pw_only": pw_only, "no_5x5": no_5x5,
 }
 EXACT = ("official", "nchw", "pw_all_tokens", "native_dw", "lifestudy", "conv_path", "grid_path", "reference")
@@ -257,7 +262,14 @@ def main() -> None:
     blocks = {"timm qkv": base}
     for name in args.variants:
         blk = copy.deepcopy(base)
-        blk.attn.qkv = _Layout(copy.deepcopy(life), VARIANTS[name], (gh, gw))
+        if name == "one_pass":
+            blk.attn.qkv = copy.deepcopy(life)
+            blk.attn.__class__ = LIFEAttention
+            plain = copy.deepcopy(base)  # the same block with timm's attention calling LIFE
+            plain.attn.qkv = copy.deepcopy(life)
+            torch.testing.assert_close(blk(x0), plain(x0), rtol=1e-4, atol=1e-5)
+        else:
+            blk.attn.qkv = _Layout(copy.deepcopy(life), VARIANTS[name], (gh, gw))
         blocks[name] = blk
     x = torch.randn(B, N, C, requires_grad=True)
     g = torch.randn(B, N, C)

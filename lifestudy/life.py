@@ -54,25 +54,32 @@ Where we differ from the official code (and why):
   training takes :class:`_LIFEGridFunction` instead: every token in one channels-first
   stream, each depthwise conv a batched matmul by one (N, N) matrix per channel built from
   its kernel (prefix tokens pass through it unchanged), since on such grids the per-call cost
-  of oneDNN's convs is most of their time (measured beside the constant).
+  of oneDNN's convs is most of their time (measured beside the constant). There,
+  :func:`apply_life` also makes each timm ``Attention`` a :class:`LIFEAttention`: with one
+  head per scale (DeiT-micro's and DeiT-T's 3) it runs LIFE and the softmax attention as one
+  autograd function (:class:`_LIFEAttentionGridFunction`) whose heads read q, k and v where
+  LIFE writes them, channels-first, so neither pass copies them into timm's q|k|v layout and
+  back; elsewhere it is timm's ``Attention``, calling LIFE as its ``qkv``.
   :meth:`LIFE.forward_reference` keeps the previous eager path (modules and autograd); the
   tests hold the three to the same outputs and gradients, and ``benchmarks/life_layout.py``
   times them. The function computed is the same.
 """
 
+import copy
 import functools
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from timm.layers import register_notrace_module
+from timm.models.vision_transformer import Attention
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lifestudy.errors import ConfigError, UnsupportedModelError
 
 __all__ = [
-    "LIFE", "DepthwiseConv2d", "QKVFeatures", "apply_life", "set_grid_size", "patch_grid", "split_channels",
+    "LIFE", "LIFEAttention", "DepthwiseConv2d", "QKVFeatures", "apply_life", "set_grid_size", "patch_grid", "split_channels",
     "life_modules",
 ]
 
@@ -499,6 +506,94 @@ def _life_qkv(
     return _life_forward(x, P, gh, gw, paddings, params[0], params[1], dw_ws, pw_ws)[0]
 
 
+# --------------------------------------------------------------------------------------------
+# Small grids: LIFE and the attention that reads it, in one pass
+
+def _life_attention_grid(
+    x: torch.Tensor, P: int, gh: int, gw: int, scale: float, proj_w: torch.Tensor, proj_b: torch.Tensor | None,
+    dw_ws: Sequence[torch.Tensor], pw_ws: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """LIFE's q|k|v (:func:`_life_forward_grid`'s channels-first scales) and the softmax
+    attention over them, one head per scale, without laying q|k|v out as (B, N, 3C).
+
+    The scales are written into one (3, D, S, B, N) buffer (q|k|v, channel, scale = head,
+    image, token): each scale's pointwise conv writes its (3D, B*N) rows in place (a strided
+    matmul output, as fast as a contiguous one), and the heads' q, k and v are (S*B, N, D)
+    views of it, which the batched matmuls read as they are (PyTorch's CPU ``bmm`` is slow
+    into strided outputs, so those get fresh ones). Returns (the heads' outputs as (B, N, C),
+    the buffer, the last conv's output, the attention weights as (S*B, N, N))."""
+    B, N, C = x.shape
+    S = len(pw_ws) + 1
+    D = C // S
+    buf = x.new_empty(3, D, S, B, N)
+    ys = buf.view(3 * D, S, B * N).unbind(1)  # scale s's (3D, B*N) rows
+    xm = x.reshape(B * N, C).t()
+    if proj_b is None:
+        torch.mm(proj_w, xm, out=ys[0])
+    else:
+        torch.addmm(proj_b[:, None], proj_w, xm, out=ys[0])
+    conv = None
+    for s in range(1, S):
+        conv = torch.bmm(ys[s - 1].view(-1, B, N), _grid_matrix(dw_ws[s - 1], gh, gw, P)[0])
+        torch.mm(pw_ws[s - 1], conv.view(-1, B * N), out=ys[s])
+    q, k, v = buf.view(3, D, S * B, N).permute(0, 2, 3, 1).unbind(0)  # (S*B, N, D) each
+    attn = torch.bmm(q, k.transpose(1, 2)).mul_(scale).softmax(-1)
+    out = torch.bmm(attn, v).view(S, B, N, D).permute(1, 2, 0, 3).reshape(B, N, C)
+    return out, buf, conv, attn
+
+
+class _LIFEAttentionGridFunction(torch.autograd.Function):
+    """:func:`_life_attention_grid` with a hand-written backward pass: the softmax attention's
+    (dq, dk, dv) for all heads at once, stacked into the buffer's channels-first layout by one
+    copy, then LIFE's cascade as in :class:`_LIFEGridFunction`. It saves the input, the buffer
+    (q, k and v), the last conv's output and the attention weights."""
+
+    @staticmethod
+    def forward(ctx, x, P, gh, gw, scale, proj_w, proj_b, *weights):
+        S = len(weights) // 2 + 1
+        out, buf, conv, attn = _life_attention_grid(
+            x, P, gh, gw, scale, proj_w, proj_b, weights[:S - 1], weights[S - 1:])
+        ctx.save_for_backward(x, buf, conv, attn, proj_w, *weights)
+        ctx.geometry = (P, gh, gw, scale, proj_b is not None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        P, gh, gw, scale, has_bias = ctx.geometry
+        x, buf, last_conv, attn, proj_w, *weights = ctx.saved_tensors
+        B, N, C = x.shape
+        S = len(weights) // 2 + 1
+        D = C // S
+        dw_ws, pw_ws = weights[:S - 1], weights[S - 1:]
+        need = ctx.needs_input_grad
+        need_dw, need_pw = need[7:7 + S - 1], need[7 + S - 1:]
+        q, k, v = buf.view(3, D, S * B, N).permute(0, 2, 3, 1).unbind(0)
+        dout = grad.reshape(B, N, S, D).permute(2, 0, 1, 3).reshape(S * B, N, D)
+        dv = torch.bmm(attn.transpose(1, 2), dout)
+        dlogits = torch._softmax_backward_data(torch.bmm(dout, v.transpose(1, 2)), attn, -1, attn.dtype).mul_(scale)
+        parts = (torch.bmm(dlogits, k), torch.bmm(dlogits.transpose(1, 2), q), dv)
+        grads = torch.stack([t.permute(2, 0, 1) for t in parts]).view(3 * D, S, B * N).unbind(1)
+        ys = buf.view(3 * D, S, B * N).unbind(1)
+        grad_dw, grad_pw = [None] * (S - 1), [None] * (S - 1)
+        dy = grads[-1]
+        for s in range(S - 1, 0, -1):  # scale s = pw(dw(scale s - 1)), as in _LIFEGridFunction
+            y = ys[s - 1].view(-1, B, N)  # the conv's input
+            matrix, taps = _grid_matrix(dw_ws[s - 1], gh, gw, P)
+            if need_pw[s - 1]:
+                conv = last_conv if s == S - 1 else torch.bmm(y, matrix)
+                grad_pw[s - 1] = dy.mm(conv.view(-1, B * N).t())
+            dconv = pw_ws[s - 1].t().mm(dy).view(-1, B, N)
+            if need_dw[s - 1]:
+                k = dw_ws[s - 1].shape[-1]
+                grad_dw[s - 1] = torch.bmm(y.transpose(1, 2), dconv).view(-1, N * N).mm(taps).view(-1, 1, k, k)
+            dy = torch.bmm(dconv, matrix.transpose(1, 2)).view(-1, B * N).add_(grads[s - 1])
+        grad_x = dy.t().mm(proj_w).view(B, N, C) if need[0] else None
+        grad_proj_w = dy.mm(x.reshape(B * N, C)) if need[5] else None
+        grad_proj_b = dy.sum(1) if need[6] and has_bias else None
+        return (grad_x, None, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
+
+
 class QKVFeatures:
     """``in_features`` / ``out_features`` of a module that stands in for ``attn.qkv`` (a
     ``Linear(dim, 3 * dim)``): timm code, and ours, reads them from ``attn.qkv``."""
@@ -640,7 +735,7 @@ class LIFE(QKVFeatures, nn.Module):
     @torch.jit.unused
     def _qkv(self, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
         """q|k|v before ``norm`` (:func:`_life_qkv`)."""
-        params = [self.proj.weight, self.proj.bias, *(m.weight for m in self.dw), *(m.weight for m in self.pw)]
+        params = self._weights()
         paddings = tuple(m.padding for m in self.dw)
         device = x.device.type
         if torch.is_autocast_enabled(device):  # autocast would cast every op's inputs: cast them once
@@ -649,6 +744,12 @@ class LIFE(QKVFeatures, nn.Module):
             with torch.autocast(device, enabled=False):
                 return _life_qkv(x.to(dtype), self.num_prefix_tokens, gh, gw, paddings, params)
         return _life_qkv(x, self.num_prefix_tokens, gh, gw, paddings, params)
+
+    @torch.jit.unused
+    def _weights(self) -> list:
+        """(proj weight, proj bias, depthwise weights..., pointwise weights...), as the
+        functions above take them."""
+        return [self.proj.weight, self.proj.bias, *(m.weight for m in self.dw), *(m.weight for m in self.pw)]
 
     def forward_reference(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
         """:meth:`forward` as it was computed before :class:`_LIFEFunction`: the same function
@@ -683,6 +784,66 @@ class LIFE(QKVFeatures, nn.Module):
                 scales.append(a)
             qkv = torch.cat([torch.cat([s.view(B, P, 3, -1) for s in scales], dim=-1), qkv], dim=1)
         return self.norm(qkv).view(B, N, 3 * C)
+
+
+def _one_pass_mode(attn: nn.Module, x: torch.Tensor, args: tuple, kwargs: dict, params: list) -> str | None:
+    """How :class:`LIFEAttention` may run LIFE and the attention as one pass
+    (:func:`_life_attention_grid`): ``"train"`` (with its autograd function), ``"infer"``, or
+    None (timm's forward). One pass needs eager CPU code (no trace, script, compile or
+    autocast), no attention mask, plain softmax attention (no q/k norm, gate, attention
+    dropout or hook that would see the attention's parts), one head per LIFE scale and a
+    grid of at most ``GRID_MATRIX_MAX_CELLS`` cells; inference also a batch of at most
+    ``GRID_MATRIX_MAX_INFERENCE_TOKENS`` tokens, as in :func:`_life_qkv`."""
+    life = attn.qkv
+    if (isinstance(x, torch.fx.Proxy) or x.device.type != "cpu" or x.dim() != 3 or torch.jit.is_tracing()
+            or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu")
+            or any(a is not None and a is not False for a in (*args, *kwargs.values()))):
+        return None
+    grid = life.grid_size
+    if grid is None or type(grid[0]) is not int or type(grid[1]) is not int or grid[0] * grid[1] > GRID_MATRIX_MAX_CELLS:
+        return None
+    dims = life.scale_dims
+    if (attn.num_heads != len(dims) or attn.head_dim != dims[0] or min(dims) != dims[0]
+            or getattr(attn, "gate", None) is not None or (attn.training and attn.attn_drop.p > 0)
+            or not all(type(m) is nn.Identity for m in (life.norm, attn.q_norm, attn.k_norm, getattr(attn, "norm", life.norm)))
+            or life._forward_hooks or life._forward_pre_hooks or attn.attn_drop._forward_hooks
+            or attn.attn_drop._forward_pre_hooks or nn.modules.module._global_forward_hooks
+            or nn.modules.module._global_forward_pre_hooks):
+        return None
+    if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in params)):
+        return "train"
+    return "infer" if x.shape[0] * x.shape[1] <= GRID_MATRIX_MAX_INFERENCE_TOKENS else None
+
+
+class LIFEAttention(Attention):
+    """timm's ViT ``Attention`` with LIFE as its ``qkv``: what :func:`apply_life` makes of each
+    block's attention. The same module (parameters, state dict, ``attn.qkv``); where
+    :func:`_one_pass_mode` allows it (the cpu profile's small grids) LIFE and the attention
+    run as one pass, :class:`_LIFEAttentionGridFunction`, which reads q, k and v where LIFE
+    writes them instead of copying them into timm's q|k|v layout and back. The function is
+    the same; everywhere else, and in a TorchScript copy (``__prepare_scriptable__``), timm's
+    own forward runs."""
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        life = self.qkv
+        params = life._weights() if isinstance(life, LIFE) else []
+        mode = _one_pass_mode(self, x, args, kwargs, params) if params else None
+        if mode is None:
+            return super().forward(x, *args, **kwargs)
+        gh, gw = life._grid(x.shape[1], None)
+        P = life.num_prefix_tokens
+        if mode == "train":
+            out = _LIFEAttentionGridFunction.apply(x, P, gh, gw, self.scale, *params)
+        else:
+            S = len(params) // 2
+            out = _life_attention_grid(x, P, gh, gw, self.scale, params[0], params[1], params[2:1 + S], params[1 + S:])[0]
+        return self.proj_drop(self.proj(out))
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """TorchScript compiles timm's ``Attention`` (sharing this module's parameters)."""
+        plain = copy.copy(self)
+        plain.__class__ = Attention
+        return plain
 
 
 # --------------------------------------------------------------------------------------------
@@ -817,6 +978,8 @@ def _apply_vit(model: nn.Module, **life_kwargs) -> nn.Module:
                 f"cannot convert {_model_name(model)}: blocks[{i}].attn has attn_dim != dim"
             )
         attn.qkv = _life_like(qkv, qkv.in_features, qkv.bias is not None, **kw)
+        if type(attn) is Attention:  # timm's own: it may run with LIFE in one pass
+            attn.__class__ = LIFEAttention
     lifes = life_modules(model.blocks)
     patch_embed = model.patch_embed
     patch_embed._life_modules = lifes  # a plain list: not registered, not in state_dict

@@ -218,6 +218,116 @@ def test_fused_backward_gradcheck(P, grid, kw, life_path):
     assert torch.autograd.gradcheck(f, (x, *m.parameters()))
 
 
+
+def _attention(dim=24, heads=3, P=1, grid=(4, 4), qkv_bias=True, **life_kw):
+    """timm's Attention with LIFE as its qkv, as apply_life makes it (a LIFEAttention), in double."""
+    from timm.models.vision_transformer import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(dim, num_heads=heads, qkv_bias=qkv_bias)
+    attn.qkv = LIFE(dim, num_prefix_tokens=P, bias=qkv_bias, **life_kw)
+    set_grid_size(attn.qkv, grid)
+    attn.__class__ = lifestudy.life.LIFEAttention
+    return attn.double()
+
+
+def _graph_names(t: torch.Tensor) -> set[str]:
+    """The names of every node of the autograd graph behind ``t``."""
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is not None and fn not in seen:
+            seen.add(fn)
+            todo += [f for f, _ in fn.next_functions]
+    return {type(fn).__name__ for fn in seen}
+
+
+@pytest.mark.parametrize("P,grid,bias", [(1, (4, 4), True), (0, (2, 3), False), (2, (3, 4), True), (1, (1, 1), True)])
+def test_attention_with_life_in_one_pass_matches_timms_attention(P, grid, bias):
+    """On a small grid with one head per scale, LIFEAttention runs LIFE and the attention as
+    one function (_LIFEAttentionGridFunction): the outputs and the gradients of the input and
+    of every parameter are those of timm's Attention.forward calling LIFE as its qkv."""
+    from timm.models.vision_transformer import Attention
+
+    attn = _attention(P=P, grid=grid, qkv_bias=bias)
+    x = torch.randn(3, P + grid[0] * grid[1], 24, dtype=torch.float64, requires_grad=True)
+    out, ref = attn(x), Attention.forward(attn, x)
+    assert "_LIFEAttentionGridFunctionBackward" in _graph_names(out)
+    assert "_LIFEAttentionGridFunctionBackward" not in _graph_names(ref)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    inputs = [x, *attn.parameters()]
+    for got, want in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():  # inference: the same function without the autograd node
+        torch.testing.assert_close(attn(x), ref)
+    attn.qkv.proj.weight.requires_grad_(False)  # only some inputs need a gradient
+    (gx,) = torch.autograd.grad(attn(x), x, g)
+    torch.testing.assert_close(gx, torch.autograd.grad(Attention.forward(attn, x), x, g)[0])
+
+
+def test_attention_with_life_in_one_pass_gradcheck():
+    """The one-pass backward against finite differences (one channel per head and scale part)."""
+    attn = _attention(dim=3, heads=3, P=1, grid=(2, 2))
+    names = [n for n, _ in attn.named_parameters()]
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *params):
+        return torch.func.functional_call(attn, dict(zip(names, params)), (x,))
+
+    assert "_LIFEAttentionGridFunctionBackward" in _graph_names(f(x, *attn.parameters()))
+    assert torch.autograd.gradcheck(f, (x, *attn.parameters()))
+
+
+@pytest.mark.parametrize("case", ["heads", "grid", "dropout", "hook", "qkv_norm", "mask"])
+def test_attention_with_life_takes_timms_forward_where_one_pass_does_not_apply(case):
+    """More heads than scales, a grid above GRID_MATRIX_MAX_CELLS, attention dropout in
+    training, a hook on the attention weights (roll-out's), LIFE's qkv_norm or an attention
+    mask: timm's own forward runs, with LIFE as its qkv, and computes what it always did."""
+    from timm.models.vision_transformer import Attention
+
+    kw = {"heads": dict(heads=6), "grid": dict(grid=(5, 5)), "qkv_norm": dict(qkv_norm=True)}.get(case, {})
+    attn = _attention(**kw)
+    grid = attn.qkv.grid_size
+    x = torch.randn(2, 1 + grid[0] * grid[1], 24, dtype=torch.float64, requires_grad=True)
+    extra = {}
+    if case == "dropout":
+        attn.attn_drop.p = 0.5
+    if case == "hook":
+        attn.attn_drop.register_forward_hook(lambda *a: None)
+    if case == "mask":
+        extra = {"attn_mask": torch.zeros(x.shape[1], x.shape[1], dtype=torch.bool)}
+    torch.manual_seed(1)
+    out = attn(x, **extra)
+    torch.manual_seed(1)
+    ref = Attention.forward(attn, x, **extra)
+    assert "_LIFEAttentionGridFunctionBackward" not in _graph_names(out)
+    torch.testing.assert_close(out, ref)
+
+
+def test_apply_life_lets_a_deit_attend_in_one_pass_with_the_same_function():
+    """apply_life makes every timm Attention a LIFEAttention (still an Attention, the same
+    state dict); a distilled DeiT-micro at 16x16 (two prefix tokens, a 4x4 grid) trains
+    through the one-pass function and gets the outputs and gradients of timm's forward."""
+    from timm.models.vision_transformer import Attention
+
+    torch.manual_seed(0)
+    model = timm.create_model("deit_micro_distilled_patch4_32_life", img_size=16, num_classes=4).double()
+    plain = copy.deepcopy(model)
+    for block in plain.blocks:
+        assert type(block.attn) is lifestudy.life.LIFEAttention and isinstance(block.attn, Attention)
+        block.attn.__class__ = Attention
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    model.eval(), plain.eval()  # drop path off: the two forward passes draw nothing
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    out, ref = model(x), plain(x)
+    assert "_LIFEAttentionGridFunctionBackward" in _graph_names(out)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(out)
+    out.backward(g), ref.backward(g)
+    for (name, p), q in zip(model.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
 def test_fused_path_under_autocast_follows_the_reference():
     """Under bf16 autocast every LIFE op runs in bf16, as the reference's ops would; the
     parameters' gradients come back in their own dtype."""
