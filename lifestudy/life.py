@@ -404,6 +404,63 @@ def _scales_channels_first(t: torch.Tensor, widths: Sequence[int]) -> list[torch
     return [t[..., o:o + w].permute(2, 3, 0, 1).reshape(3 * w, B, N) for o, w in zip(offsets, widths)]
 
 
+def _grid_scales(
+    x: torch.Tensor, P: int, gh: int, gw: int, proj_w: torch.Tensor, proj_b: torch.Tensor | None,
+    dw_ws: Sequence[torch.Tensor], pw_ws: Sequence[torch.Tensor], ys: Sequence[torch.Tensor],
+) -> torch.Tensor | None:
+    """LIFE's scales on a small grid, every token in one stream, written into ``ys`` (one
+    channels-first (3 C_s, B*N) matrix per scale; its rows may be strided): each depthwise
+    conv one batched matmul over channels by its (N, N) matrix (:func:`_grid_matrix`; prefix
+    tokens pass through it unchanged), each pointwise conv one matmul. Returns the last
+    conv's output as (C', B, N)."""
+    B, N, C = x.shape
+    xm = x.reshape(B * N, C).t()
+    if proj_b is None:
+        torch.mm(proj_w, xm, out=ys[0])
+    else:
+        torch.addmm(proj_b[:, None], proj_w, xm, out=ys[0])
+    conv = None
+    for s in range(1, len(ys)):
+        conv = torch.bmm(ys[s - 1].view(-1, B, N), _grid_matrix(dw_ws[s - 1], gh, gw, P)[0])
+        torch.mm(pw_ws[s - 1], conv.view(-1, B * N), out=ys[s])
+    return conv
+
+
+def _grid_scales_backward(
+    x: torch.Tensor, P: int, gh: int, gw: int, proj_w: torch.Tensor, dw_ws: Sequence[torch.Tensor],
+    pw_ws: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], last_conv: torch.Tensor | None,
+    grads: Sequence[torch.Tensor], need: Sequence[bool],
+) -> tuple:
+    """:func:`_grid_scales` backwards: from the scales' gradients ``grads`` and the conv
+    inputs ``ys`` (the first S-1 scales), each channels-first (3 C_s, B*N) or (3 C_s, B, N),
+    the cascade run backwards, rebuilding the conv matrices and the conv outputs other than
+    ``last_conv``. ``need`` says which of (x, proj weight, proj bias, depthwise weights...,
+    pointwise weights...) need a gradient; returns those gradients in that order."""
+    B, N, C = x.shape
+    S = len(grads)
+    need_dw, need_pw = need[3:3 + S - 1], need[3 + S - 1:]
+    grad_dw, grad_pw = [None] * (S - 1), [None] * (S - 1)
+    dy = grads[-1].view(-1, B * N)
+    for s in range(S - 1, 0, -1):  # scale s = pw(dw(scale s - 1))
+        y = ys[s - 1].view(-1, B, N)  # the conv's input
+        matrix, taps = _grid_matrix(dw_ws[s - 1], gh, gw, P)
+        if need_pw[s - 1]:
+            conv = last_conv if s == S - 1 else torch.bmm(y, matrix)
+            grad_pw[s - 1] = dy.mm(conv.view(-1, B * N).t())
+        dconv = pw_ws[s - 1].t().mm(dy).view(-1, B, N)
+        if need_dw[s - 1]:
+            k = dw_ws[s - 1].shape[-1]
+            grad_dw[s - 1] = torch.bmm(y.transpose(1, 2), dconv).view(-1, N * N).mm(taps).view(-1, 1, k, k)
+        g = grads[s - 1].view(-1, B, N)
+        # baddbmm reads a strided g slowly (the one-pass layout): there, bmm and an add
+        dy = (torch.baddbmm(g, dconv, matrix.transpose(1, 2)) if g.is_contiguous()
+              else torch.bmm(dconv, matrix.transpose(1, 2)).add_(g)).view(-1, B * N)
+    grad_x = dy.t().mm(proj_w).view(B, N, C) if need[0] else None
+    grad_proj_w = dy.mm(x.reshape(B * N, C)) if need[1] else None
+    grad_proj_b = dy.sum(1) if need[2] else None
+    return (grad_x, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
+
+
 def _life_forward_grid(
     x: torch.Tensor, P: int, gh: int, gw: int,
     proj_w: torch.Tensor, proj_b: torch.Tensor | None, dw_ws: Sequence[torch.Tensor], pw_ws: Sequence[torch.Tensor],
@@ -419,15 +476,7 @@ def _life_forward_grid(
     S, equal = len(widths), len(set(widths)) == 1
     buf = x.new_empty(S, 3 * widths[0], B * N) if equal else None
     ys = [buf[s] if equal else x.new_empty(3 * widths[s], B * N) for s in range(S)]
-    xm = x.reshape(B * N, C).t()
-    if proj_b is None:
-        torch.mm(proj_w, xm, out=ys[0])
-    else:
-        torch.addmm(proj_b[:, None], proj_w, xm, out=ys[0])
-    conv = None
-    for s in range(1, S):
-        conv = torch.bmm(ys[s - 1].view(-1, B, N), _grid_matrix(dw_ws[s - 1], gh, gw, P)[0])
-        torch.mm(pw_ws[s - 1], conv.view(-1, B * N), out=ys[s])
+    conv = _grid_scales(x, P, gh, gw, proj_w, proj_b, dw_ws, pw_ws, ys)
     if equal:  # (S, 3, C_s, B, N) -> (B, N, 3, S, C_s)
         return buf.view(S, 3, widths[0], B, N).permute(3, 4, 1, 0, 2).reshape(B, N, 3 * C), conv
     out = x.new_empty(B, N, 3, C)
@@ -460,27 +509,12 @@ class _LIFEGridFunction(torch.autograd.Function):
         S = len(weights) // 2 + 1
         dw_ws, pw_ws = weights[:S - 1], weights[S - 1:]
         need = ctx.needs_input_grad
-        need_dw, need_pw = need[6:6 + S - 1], need[6 + S - 1:]
         widths = [w.shape[0] // 3 for w in (proj_w, *pw_ws)]
         grads = _scales_channels_first(grad.reshape(B, N, 3, C), widths)
         ys = _scales_channels_first(out.view(B, N, 3, C), widths[:-1]) if S > 1 else []
-        grad_dw, grad_pw = [None] * (S - 1), [None] * (S - 1)
-        dy = grads[-1].view(-1, B * N)
-        for s in range(S - 1, 0, -1):  # scale s = pw(dw(scale s - 1))
-            y = ys[s - 1]  # the conv's input
-            matrix, taps = _grid_matrix(dw_ws[s - 1], gh, gw, P)
-            if need_pw[s - 1]:
-                conv = last_conv if s == S - 1 else torch.bmm(y, matrix)
-                grad_pw[s - 1] = dy.mm(conv.view(-1, B * N).t())
-            dconv = pw_ws[s - 1].t().mm(dy).view(-1, B, N)
-            if need_dw[s - 1]:
-                k = dw_ws[s - 1].shape[-1]
-                grad_dw[s - 1] = torch.bmm(y.transpose(1, 2), dconv).view(-1, N * N).mm(taps).view(-1, 1, k, k)
-            dy = torch.baddbmm(grads[s - 1], dconv, matrix.transpose(1, 2)).view(-1, B * N)
-        grad_x = dy.t().mm(proj_w).view(B, N, C) if need[0] else None
-        grad_proj_w = dy.mm(x.reshape(B * N, C)) if need[4] else None
-        grad_proj_b = dy.sum(1) if need[5] and has_bias else None
-        return (grad_x, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
+        grad_x, grad_proj_w, grad_proj_b, *grad_weights = _grid_scales_backward(
+            x, P, gh, gw, proj_w, dw_ws, pw_ws, ys, last_conv, grads, (need[0], need[4], need[5] and has_bias, *need[6:]))
+        return (grad_x, None, None, None, grad_proj_w, grad_proj_b, *grad_weights)
 
 
 def _life_qkv(
@@ -527,15 +561,7 @@ def _life_attention_grid(
     D = C // S
     buf = x.new_empty(3, D, S, B, N)
     ys = buf.view(3 * D, S, B * N).unbind(1)  # scale s's (3D, B*N) rows
-    xm = x.reshape(B * N, C).t()
-    if proj_b is None:
-        torch.mm(proj_w, xm, out=ys[0])
-    else:
-        torch.addmm(proj_b[:, None], proj_w, xm, out=ys[0])
-    conv = None
-    for s in range(1, S):
-        conv = torch.bmm(ys[s - 1].view(-1, B, N), _grid_matrix(dw_ws[s - 1], gh, gw, P)[0])
-        torch.mm(pw_ws[s - 1], conv.view(-1, B * N), out=ys[s])
+    conv = _grid_scales(x, P, gh, gw, proj_w, proj_b, dw_ws, pw_ws, ys)
     q, k, v = buf.view(3, D, S * B, N).permute(0, 2, 3, 1).unbind(0)  # (S*B, N, D) each
     attn = torch.bmm(q, k.transpose(1, 2)).mul_(scale).softmax(-1)
     out = torch.bmm(attn, v).view(S, B, N, D).permute(1, 2, 0, 3).reshape(B, N, C)
@@ -567,7 +593,6 @@ class _LIFEAttentionGridFunction(torch.autograd.Function):
         D = C // S
         dw_ws, pw_ws = weights[:S - 1], weights[S - 1:]
         need = ctx.needs_input_grad
-        need_dw, need_pw = need[7:7 + S - 1], need[7 + S - 1:]
         q, k, v = buf.view(3, D, S * B, N).permute(0, 2, 3, 1).unbind(0)
         dout = grad.reshape(B, N, S, D).permute(2, 0, 1, 3).reshape(S * B, N, D)
         dv = torch.bmm(attn.transpose(1, 2), dout)
@@ -575,23 +600,9 @@ class _LIFEAttentionGridFunction(torch.autograd.Function):
         parts = (torch.bmm(dlogits, k), torch.bmm(dlogits.transpose(1, 2), q), dv)
         grads = torch.stack([t.permute(2, 0, 1) for t in parts]).view(3 * D, S, B * N).unbind(1)
         ys = buf.view(3 * D, S, B * N).unbind(1)
-        grad_dw, grad_pw = [None] * (S - 1), [None] * (S - 1)
-        dy = grads[-1]
-        for s in range(S - 1, 0, -1):  # scale s = pw(dw(scale s - 1)), as in _LIFEGridFunction
-            y = ys[s - 1].view(-1, B, N)  # the conv's input
-            matrix, taps = _grid_matrix(dw_ws[s - 1], gh, gw, P)
-            if need_pw[s - 1]:
-                conv = last_conv if s == S - 1 else torch.bmm(y, matrix)
-                grad_pw[s - 1] = dy.mm(conv.view(-1, B * N).t())
-            dconv = pw_ws[s - 1].t().mm(dy).view(-1, B, N)
-            if need_dw[s - 1]:
-                k = dw_ws[s - 1].shape[-1]
-                grad_dw[s - 1] = torch.bmm(y.transpose(1, 2), dconv).view(-1, N * N).mm(taps).view(-1, 1, k, k)
-            dy = torch.bmm(dconv, matrix.transpose(1, 2)).view(-1, B * N).add_(grads[s - 1])
-        grad_x = dy.t().mm(proj_w).view(B, N, C) if need[0] else None
-        grad_proj_w = dy.mm(x.reshape(B * N, C)) if need[5] else None
-        grad_proj_b = dy.sum(1) if need[6] and has_bias else None
-        return (grad_x, None, None, None, None, grad_proj_w, grad_proj_b, *grad_dw, *grad_pw)
+        grad_x, grad_proj_w, grad_proj_b, *grad_weights = _grid_scales_backward(
+            x, P, gh, gw, proj_w, dw_ws, pw_ws, ys, last_conv, grads, (need[0], need[5], need[6] and has_bias, *need[7:]))
+        return (grad_x, None, None, None, None, grad_proj_w, grad_proj_b, *grad_weights)
 
 
 class QKVFeatures:
