@@ -61,7 +61,7 @@ Where we differ from the official code (and why):
   LIFE writes them, channels-first, so neither pass copies them into timm's q|k|v layout and
   back; elsewhere it is timm's ``Attention``, calling LIFE as its ``qkv``.
   :meth:`LIFE.forward_reference` keeps the previous eager path (modules and autograd); the
-  tests hold the three to the same outputs and gradients, and ``benchmarks/life_layout.py``
+  tests hold all of them to the same outputs and gradients, and ``benchmarks/life_layout.py``
   times them. The function computed is the same.
 """
 
@@ -79,8 +79,8 @@ from torch.autograd.function import once_differentiable
 from lifestudy.errors import ConfigError, UnsupportedModelError
 
 __all__ = [
-    "LIFE", "LIFEAttention", "DepthwiseConv2d", "QKVFeatures", "apply_life", "set_grid_size", "patch_grid", "split_channels",
-    "life_modules",
+    "LIFE", "LIFEAttention", "DepthwiseConv2d", "QKVFeatures", "apply_life", "set_grid_size", "patch_grid",
+    "split_channels", "life_modules",
 ]
 
 
@@ -513,7 +513,8 @@ class _LIFEGridFunction(torch.autograd.Function):
         grads = _scales_channels_first(grad.reshape(B, N, 3, C), widths)
         ys = _scales_channels_first(out.view(B, N, 3, C), widths[:-1]) if S > 1 else []
         grad_x, grad_proj_w, grad_proj_b, *grad_weights = _grid_scales_backward(
-            x, P, gh, gw, proj_w, dw_ws, pw_ws, ys, last_conv, grads, (need[0], need[4], need[5] and has_bias, *need[6:]))
+            x, P, gh, gw, proj_w, dw_ws, pw_ws, ys, last_conv, grads,
+            (need[0], need[4], need[5] and has_bias, *need[6:]))
         return (grad_x, None, None, None, grad_proj_w, grad_proj_b, *grad_weights)
 
 
@@ -601,7 +602,8 @@ class _LIFEAttentionGridFunction(torch.autograd.Function):
         grads = torch.stack([t.permute(2, 0, 1) for t in parts]).view(3 * D, S, B * N).unbind(1)
         ys = buf.view(3 * D, S, B * N).unbind(1)
         grad_x, grad_proj_w, grad_proj_b, *grad_weights = _grid_scales_backward(
-            x, P, gh, gw, proj_w, dw_ws, pw_ws, ys, last_conv, grads, (need[0], need[5], need[6] and has_bias, *need[7:]))
+            x, P, gh, gw, proj_w, dw_ws, pw_ws, ys, last_conv, grads,
+            (need[0], need[5], need[6] and has_bias, *need[7:]))
         return (grad_x, None, None, None, None, grad_proj_w, grad_proj_b, *grad_weights)
 
 
@@ -811,12 +813,14 @@ def _one_pass_mode(attn: nn.Module, x: torch.Tensor, args: tuple, kwargs: dict, 
             or any(a is not None and a is not False for a in (*args, *kwargs.values()))):
         return None
     grid = life.grid_size
-    if grid is None or type(grid[0]) is not int or type(grid[1]) is not int or grid[0] * grid[1] > GRID_MATRIX_MAX_CELLS:
+    if (grid is None or type(grid[0]) is not int or type(grid[1]) is not int
+            or grid[0] * grid[1] > GRID_MATRIX_MAX_CELLS):
         return None
     dims = life.scale_dims
     if (attn.num_heads != len(dims) or attn.head_dim != dims[0] or min(dims) != dims[0]
             or getattr(attn, "gate", None) is not None or (attn.training and attn.attn_drop.p > 0)
-            or not all(type(m) is nn.Identity for m in (life.norm, attn.q_norm, attn.k_norm, getattr(attn, "norm", life.norm)))
+            or not all(type(m) is nn.Identity
+                       for m in (life.norm, attn.q_norm, attn.k_norm, getattr(attn, "norm", life.norm)))
             or life._forward_hooks or life._forward_pre_hooks or attn.attn_drop._forward_hooks
             or attn.attn_drop._forward_pre_hooks or nn.modules.module._global_forward_hooks
             or nn.modules.module._global_forward_pre_hooks):
@@ -847,11 +851,15 @@ class LIFEAttention(Attention):
             out = _LIFEAttentionGridFunction.apply(x, P, gh, gw, self.scale, *params)
         else:
             S = len(params) // 2
-            out = _life_attention_grid(x, P, gh, gw, self.scale, params[0], params[1], params[2:1 + S], params[1 + S:])[0]
+            out = _life_attention_grid(
+                x, P, gh, gw, self.scale, params[0], params[1], params[2:1 + S], params[1 + S:])[0]
         return self.proj_drop(self.proj(out))
 
     def __prepare_scriptable__(self) -> nn.Module:
-        """TorchScript compiles timm's ``Attention`` (sharing this module's parameters)."""
+        """TorchScript compiles timm's ``Attention`` (a copy sharing this module's parameters).
+        ``torch.jit.script`` puts what this returns in place of the module in its parent, so
+        after scripting the eager model runs timm's forward too: the same function, without
+        the one pass (a model built anew has it)."""
         plain = copy.copy(self)
         plain.__class__ = Attention
         return plain

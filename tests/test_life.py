@@ -242,14 +242,16 @@ def _graph_names(t: torch.Tensor) -> set[str]:
     return {type(fn).__name__ for fn in seen}
 
 
-@pytest.mark.parametrize("P,grid,bias", [(1, (4, 4), True), (0, (2, 3), False), (2, (3, 4), True), (1, (1, 1), True)])
-def test_attention_with_life_in_one_pass_matches_timms_attention(P, grid, bias):
+@pytest.mark.parametrize("P,grid,bias,kw", [(1, (4, 4), True, {}), (0, (2, 3), False, {}), (2, (3, 4), True, {}),
+                                             (1, (1, 1), True, {}), (1, (3, 3), True, {"heads": 1, "kernel_sizes": ()}),
+                                             (0, (4, 4), True, {"heads": 2, "kernel_sizes": (5,)})])
+def test_attention_with_life_in_one_pass_matches_timms_attention(P, grid, bias, kw):
     """On a small grid with one head per scale, LIFEAttention runs LIFE and the attention as
     one function (_LIFEAttentionGridFunction): the outputs and the gradients of the input and
     of every parameter are those of timm's Attention.forward calling LIFE as its qkv."""
     from timm.models.vision_transformer import Attention
 
-    attn = _attention(P=P, grid=grid, qkv_bias=bias)
+    attn = _attention(P=P, grid=grid, qkv_bias=bias, **kw)
     x = torch.randn(3, P + grid[0] * grid[1], 24, dtype=torch.float64, requires_grad=True)
     out, ref = attn(x), Attention.forward(attn, x)
     assert "_LIFEAttentionGridFunctionBackward" in _graph_names(out)
