@@ -104,6 +104,13 @@ plt.show()
 # part of training memory LIFE changes). On a CPU it runs with as many threads as each of the
 # book's training runs has (the profile's `threads`). `lifestudy bench` measures the same from
 # the command line.
+#
+# How LIFE runs here: on the cpu profile's small patch grids (at most 16 cells), each depthwise
+# conv is one matrix per channel over the tokens, and LIFE and the attention that reads its
+# q, k and v run as one autograd function that takes them where LIFE writes them, instead of
+# copying them into timm's q|k|v layout and back (`lifestudy.life.LIFEAttention`; the
+# function is the same, `tests/test_life.py` holds the two to the same outputs and gradients).
+# `benchmarks/README.md` has what each of these steps gained on CPU.
 
 # %%
 plan = study.bench  # input sides, batch size, timed repeats
