@@ -218,7 +218,6 @@ def test_fused_backward_gradcheck(P, grid, kw, life_path):
     assert torch.autograd.gradcheck(f, (x, *m.parameters()))
 
 
-
 def _attention(dim=24, heads=3, P=1, grid=(4, 4), qkv_bias=True, **life_kw):
     """timm's Attention with LIFE as its qkv, as apply_life makes it (a LIFEAttention), in double."""
     from timm.models.vision_transformer import Attention
