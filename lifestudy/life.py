@@ -518,6 +518,22 @@ class _LIFEGridFunction(torch.autograd.Function):
         return (grad_x, None, None, None, grad_proj_w, grad_proj_b, *grad_weights)
 
 
+def _needs_grad(x: torch.Tensor, params: Sequence[torch.Tensor | None]) -> bool:
+    """Whether autograd will need LIFE's backward pass for ``x`` and ``params``."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params))
+
+
+def _grid_matrix_mode(x: torch.Tensor, gh: int, gw: int, params: Sequence[torch.Tensor | None]) -> str | None:
+    """Where the grid-matrix path applies: ``"train"`` (a gradient is needed) on grids of at
+    most ``GRID_MATRIX_MAX_CELLS`` cells, ``"infer"`` on such grids while the batch has at
+    most ``GRID_MATRIX_MAX_INFERENCE_TOKENS`` tokens; else None (a symbolic grid too)."""
+    if type(gh) is not int or type(gw) is not int or gh * gw > GRID_MATRIX_MAX_CELLS:
+        return None
+    if _needs_grad(x, params):
+        return "train"
+    return "infer" if x.shape[0] * x.shape[1] <= GRID_MATRIX_MAX_INFERENCE_TOKENS else None
+
+
 def _life_qkv(
     x: torch.Tensor, P: int, gh: int, gw: int, paddings: tuple[tuple[int, int], ...], params: list
 ) -> torch.Tensor:
@@ -527,16 +543,15 @@ def _life_qkv(
     inference pass) :func:`_life_forward_grid` on such small grids while the batch has at most
     ``GRID_MATRIX_MAX_INFERENCE_TOKENS`` tokens, :func:`_life_forward`'s plain torch ops
     otherwise and in a ``torch.jit`` trace (which fvcore's MAC count reads)."""
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params))
     traced = torch.jit.is_tracing() or torch.jit.is_scripting()
-    small = type(gh) is int and type(gw) is int and gh * gw <= GRID_MATRIX_MAX_CELLS  # not a symbolic grid
-    if needs_grad and not traced:
-        if small:
-            return _LIFEGridFunction.apply(x, P, gh, gw, *params)
+    mode = None if traced else _grid_matrix_mode(x, gh, gw, params)
+    if mode == "train":
+        return _LIFEGridFunction.apply(x, P, gh, gw, *params)
+    if not traced and _needs_grad(x, params):
         return _LIFEFunction.apply(x, P, gh, gw, paddings, *params)
     S = len(params) // 2
     dw_ws, pw_ws = params[2:1 + S], params[1 + S:]
-    if small and not traced and x.shape[0] * x.shape[1] <= GRID_MATRIX_MAX_INFERENCE_TOKENS:
+    if mode == "infer":
         return _life_forward_grid(x, P, gh, gw, params[0], params[1], dw_ws, pw_ws)[0]
     return _life_forward(x, P, gh, gw, paddings, params[0], params[1], dw_ws, pw_ws)[0]
 
@@ -806,15 +821,14 @@ def _one_pass_mode(attn: nn.Module, x: torch.Tensor, args: tuple, kwargs: dict, 
     autocast), no attention mask, plain softmax attention (no q/k norm, gate, attention
     dropout or hook that would see the attention's parts), one head per LIFE scale and a
     grid of at most ``GRID_MATRIX_MAX_CELLS`` cells; inference also a batch of at most
-    ``GRID_MATRIX_MAX_INFERENCE_TOKENS`` tokens, as in :func:`_life_qkv`."""
+    ``GRID_MATRIX_MAX_INFERENCE_TOKENS`` tokens (:func:`_grid_matrix_mode`, as :func:`_life_qkv`)."""
     life = attn.qkv
     if (isinstance(x, torch.fx.Proxy) or x.device.type != "cpu" or x.dim() != 3 or torch.jit.is_tracing()
             or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu")
             or any(a is not None and a is not False for a in (*args, *kwargs.values()))):
         return None
     grid = life.grid_size
-    if (grid is None or type(grid[0]) is not int or type(grid[1]) is not int
-            or grid[0] * grid[1] > GRID_MATRIX_MAX_CELLS):
+    if grid is None:
         return None
     dims = life.scale_dims
     if (attn.num_heads != len(dims) or attn.head_dim != dims[0] or min(dims) != dims[0]
@@ -825,9 +839,7 @@ def _one_pass_mode(attn: nn.Module, x: torch.Tensor, args: tuple, kwargs: dict, 
             or attn.attn_drop._forward_pre_hooks or nn.modules.module._global_forward_hooks
             or nn.modules.module._global_forward_pre_hooks):
         return None
-    if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in params)):
-        return "train"
-    return "infer" if x.shape[0] * x.shape[1] <= GRID_MATRIX_MAX_INFERENCE_TOKENS else None
+    return _grid_matrix_mode(x, grid[0], grid[1], params)
 
 
 class LIFEAttention(Attention):
