@@ -8,11 +8,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models.vision_transformer import Attention
 from torch import nn
 
 import lifestudy
 from lifestudy.errors import ConfigError, LifestudyError, UnsupportedModelError
-from lifestudy.life import LIFE, DepthwiseConv2d, apply_life, life_modules, set_grid_size, split_channels
+from lifestudy.life import LIFE, DepthwiseConv2d, LIFEAttention, apply_life, life_modules, set_grid_size, split_channels
 
 
 def reference_life(m: LIFE, x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
@@ -220,13 +221,11 @@ def test_fused_backward_gradcheck(P, grid, kw, life_path):
 
 def _attention(dim=24, heads=3, P=1, grid=(4, 4), qkv_bias=True, **life_kw):
     """timm's Attention with LIFE as its qkv, as apply_life makes it (a LIFEAttention), in double."""
-    from timm.models.vision_transformer import Attention
-
     torch.manual_seed(0)
     attn = Attention(dim, num_heads=heads, qkv_bias=qkv_bias)
     attn.qkv = LIFE(dim, num_prefix_tokens=P, bias=qkv_bias, **life_kw)
     set_grid_size(attn.qkv, grid)
-    attn.__class__ = lifestudy.life.LIFEAttention
+    attn.__class__ = LIFEAttention
     return attn.double()
 
 
@@ -248,8 +247,6 @@ def test_attention_with_life_in_one_pass_matches_timms_attention(P, grid, bias, 
     """On a small grid with one head per scale, LIFEAttention runs LIFE and the attention as
     one function (_LIFEAttentionGridFunction): the outputs and the gradients of the input and
     of every parameter are those of timm's Attention.forward calling LIFE as its qkv."""
-    from timm.models.vision_transformer import Attention
-
     attn = _attention(P=P, grid=grid, qkv_bias=bias, **kw)
     x = torch.randn(3, P + grid[0] * grid[1], 24, dtype=torch.float64, requires_grad=True)
     out, ref = attn(x), Attention.forward(attn, x)
@@ -285,8 +282,6 @@ def test_attention_with_life_takes_timms_forward_where_one_pass_does_not_apply(c
     """More heads than scales, a grid above GRID_MATRIX_MAX_CELLS, attention dropout in
     training, a hook on the attention weights (roll-out's), LIFE's qkv_norm or an attention
     mask: timm's own forward runs, with LIFE as its qkv, and computes what it always did."""
-    from timm.models.vision_transformer import Attention
-
     kw = {"heads": dict(heads=6), "grid": dict(grid=(5, 5)), "qkv_norm": dict(qkv_norm=True)}.get(case, {})
     attn = _attention(**kw)
     grid = attn.qkv.grid_size
@@ -310,13 +305,11 @@ def test_apply_life_lets_a_deit_attend_in_one_pass_with_the_same_function():
     """apply_life makes every timm Attention a LIFEAttention (still an Attention, the same
     state dict); a distilled DeiT-micro at 16x16 (two prefix tokens, a 4x4 grid) trains
     through the one-pass function and gets the outputs and gradients of timm's forward."""
-    from timm.models.vision_transformer import Attention
-
     torch.manual_seed(0)
     model = timm.create_model("deit_micro_distilled_patch4_32_life", img_size=16, num_classes=4).double()
     plain = copy.deepcopy(model)
     for block in plain.blocks:
-        assert type(block.attn) is lifestudy.life.LIFEAttention and isinstance(block.attn, Attention)
+        assert type(block.attn) is LIFEAttention and isinstance(block.attn, Attention)
         block.attn.__class__ = Attention
     assert model.state_dict().keys() == plain.state_dict().keys()
     model.eval(), plain.eval()  # drop path off: the two forward passes draw nothing
@@ -328,6 +321,7 @@ def test_apply_life_lets_a_deit_attend_in_one_pass_with_the_same_function():
     out.backward(g), ref.backward(g)
     for (name, p), q in zip(model.named_parameters(), plain.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
 
 def test_fused_path_under_autocast_follows_the_reference():
     """Under bf16 autocast every LIFE op runs in bf16, as the reference's ops would; the
@@ -457,7 +451,7 @@ def test_apply_life_vit_prefix_and_register_tokens(kw, P):
     model = apply_life(_vit(**kw))
     lifes = life_modules(model)
     assert len(lifes) == 2 and all(m.num_prefix_tokens == P for m in lifes)
-    assert all(isinstance(b.attn, timm.models.vision_transformer.Attention) for b in model.blocks)
+    assert all(isinstance(b.attn, Attention) for b in model.blocks)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
     assert lifes[0].grid_size == (4, 4)
 
