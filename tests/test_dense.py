@@ -162,6 +162,42 @@ def test_head_aids_shapes_in_train_and_eval():
         build_detector("deit_test_patch4_32", num_classes=3, img_size=32, **dict(TINY_HEAD, spatial_prior=True))
 
 
+def test_denoising_queries_start_at_the_objects_and_leave_the_matching_queries_alone():
+    targets = _targets()  # three objects, and none
+    torch.manual_seed(0)
+    det = build_detector("deit_test_patch4_32", num_classes=3, img_size=32,
+                         **dict(TINY_HEAD, box_refine=True, dec_depth=2, dn_groups=2, dn_box_noise=0.0))
+    images = torch.randn(2, 3, 32, 32)
+    plain = det(images)  # no targets: no denoising part
+    out = det(images, targets)
+    assert "dn" not in plain and torch.equal(out["pred_logits"], plain["pred_logits"])
+    dn = out["dn"]
+    assert dn["valid"].tolist() == [[True] * 3 * 2, [False] * 3 * 2]  # 2 groups x 3 objects, padding
+    assert dn["labels"][0].tolist() == [2, 0, 1, 2, 0, 1]
+    # with no noise, an untrained head (zero box offsets) gives back the objects' boxes exactly
+    assert torch.allclose(dn["pred_boxes"][0][0], targets[0]["boxes"].repeat(2, 1), atol=1e-5)
+    weights = LossWeights.from_head(det.head.config)
+    with_dn, logs = SetCriterion(3, weights)(out, targets)
+    without, _ = SetCriterion(3, weights)(plain, targets)
+    assert logs["dn_loss_l1"] < 1e-5 and logs["dn_loss_ce"] > 0.5  # boxes right, classes not yet learned
+    assert with_dn > without
+    with_dn.backward()
+    assert det.head.class_embed.weight.grad.abs().sum() > 0
+    # noise moves centres by at most noise x half the size, sides by at most 1 +- noise
+    from lifestudy.dense.detr import denoising_queries
+
+    ref = denoising_queries(targets, 50, 0.4, torch.device("cpu"))["ref"][0].view(50, 3, 4)
+    box = targets[0]["boxes"]
+    assert ((ref[..., :2] - box[:, :2]).abs() <= 0.2 * box[:, 2:] + 1e-6).all()
+    assert ((ref[..., 2:] / box[:, 2:] - 1).abs() <= 0.4 + 1e-5).all()
+    assert (ref[..., :2] - box[:, :2]).abs().max() > 0.1 * box[:, 2:].min()  # it does move them
+    det.eval()
+    with torch.no_grad():
+        assert "dn" not in det(images, targets)  # inference: unchanged
+    with pytest.raises(ConfigError, match="box_refine"):
+        build_detector("deit_test_patch4_32", num_classes=3, img_size=32, **dict(TINY_HEAD, dn_groups=1))
+
+
 def test_box_attention_prior_peaks_inside_the_box():
     boxes = torch.tensor([[[0.125, 0.875, 0.25, 0.25], [0.9, 0.1, 1.0, 1.0]]])
     bias = box_attention_prior(boxes, 4, 4).view(2, 4, 4)  # (query, row, col)

@@ -69,13 +69,16 @@ def test_segmentation_on_digits_items_when_named(tmp_path):
     assert "iou_0" in rec["metrics"] and "iou_trouser" not in rec["metrics"]
 
 
-def test_detection_resume_is_exact(tmp_path):
-    full = train(_cfg(tmp_path, "full", head="encdec-life", model="deit_test_patch4_32_life", epochs=2))
-    part = _cfg(tmp_path, "part", head="encdec-life", model="deit_test_patch4_32_life", epochs=2)
+@pytest.mark.parametrize("dn_groups", [0, 2])  # denoising queries draw their noise from torch's generator
+def test_detection_resume_is_exact(tmp_path, dn_groups):
+    kw = dict(head="encdec-life", model="deit_test_patch4_32_life", epochs=2,
+              options={**TINY_SCENES, "head_sizes": {"dn_groups": dn_groups}})
+    full = train(_cfg(tmp_path, "full", **kw))
+    part = _cfg(tmp_path, "part", **kw)
     part.stop_after_epochs = 1
     assert train(part).get("interrupted")
-    resumed = train(_cfg(tmp_path, "part", head="encdec-life", model="deit_test_patch4_32_life", epochs=2,
-                         resume=True))
+    resumed = train(_cfg(tmp_path, "part", resume=True, **kw))
+    assert ("dn_loss_ce" in (tmp_path / "full" / "metrics.csv").read_text()) == bool(dn_groups)
     for key in ("map", "map_50", "f1", "train_loss"):
         assert resumed["metrics"][key] == full["metrics"][key], key
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]

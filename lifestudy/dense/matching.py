@@ -112,6 +112,13 @@ def hungarian_match(pred_logits: torch.Tensor, pred_boxes: torch.Tensor,
     return matches
 
 
+def _box_losses(src: torch.Tensor, tgt: torch.Tensor, num_boxes: float) -> dict[str, torch.Tensor]:
+    """L1 and generalised-IoU losses of paired cxcywh boxes (n, 4), summed, over ``num_boxes``."""
+    return {"loss_l1": F.l1_loss(src, tgt, reduction="sum") / num_boxes,
+            "loss_giou": generalized_box_iou_loss(box_convert(src, "cxcywh", "xyxy"), box_convert(tgt, "cxcywh", "xyxy"),
+                                                  reduction="sum") / num_boxes}
+
+
 class SetCriterion(nn.Module):
     """DETR's loss: match, then classification + L1 + GIoU (and the same on every decoder
     layer's auxiliary outputs). ``forward`` returns ``(loss, logs)`` where ``logs`` holds
@@ -122,7 +129,9 @@ class SetCriterion(nn.Module):
     sigmoid focal loss of Deformable DETR over ``num_classes`` logits (unmatched queries
     must say "no" to every class), summed and divided by the number of objects. When the
     outputs carry ``query_groups`` > 1 (Group DETR), each group is matched on its own and
-    the losses are averaged over groups.
+    the losses are averaged over groups. When they carry ``dn`` (denoising queries,
+    DN-DETR), each decoder layer's denoising losses are added with the same weights
+    (:meth:`denoising`), logged as ``dn_loss_ce`` etc.
 
     Args:
         num_classes: object classes, without "no object".
@@ -159,10 +168,24 @@ class SetCriterion(nn.Module):
                                       weight=self.empty_weight.to(logits.device))
         src = boxes[batch_idx, query_idx].float()
         tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, matches)]).to(src)
-        loss_l1 = F.l1_loss(src, tgt, reduction="sum") / num_boxes
-        loss_giou = generalized_box_iou_loss(box_convert(src, "cxcywh", "xyxy"),
-                                             box_convert(tgt, "cxcywh", "xyxy"), reduction="sum") / num_boxes
-        return {"loss_ce": loss_ce, "loss_l1": loss_l1, "loss_giou": loss_giou}
+        return {"loss_ce": loss_ce, **_box_losses(src, tgt, num_boxes)}
+
+    def denoising(self, dn: dict[str, Any], layer: int, num_boxes: float) -> dict[str, torch.Tensor]:
+        """Unweighted losses of one decoder layer's denoising queries (``outputs["dn"]``, see
+        :func:`lifestudy.dense.detr.denoising_queries`): each query is scored against the
+        object it was made from (no matching), padding left out; divided like
+        :meth:`single`'s, by the objects times the groups."""
+        valid = dn["valid"]
+        logits, boxes = dn["pred_logits"][layer][valid].float(), dn["pred_boxes"][layer][valid].float()
+        labels, tgt = dn["labels"][valid], dn["boxes"][valid].to(boxes)
+        num_boxes = num_boxes * dn["groups"]
+        if self.weights.focal:
+            onehot = F.one_hot(labels, logits.shape[-1]).to(logits)
+            loss_ce = sigmoid_focal_loss(logits, onehot, alpha=self.weights.focal_alpha,
+                                         gamma=self.weights.focal_gamma, reduction="sum") / num_boxes
+        else:
+            loss_ce = F.cross_entropy(logits, labels, reduction="sum") / num_boxes
+        return {"loss_ce": loss_ce, **_box_losses(boxes, tgt, num_boxes)}
 
     def forward(self, outputs: dict[str, Any], targets: list[dict[str, torch.Tensor]]):
         device = outputs["pred_logits"].device
@@ -181,4 +204,10 @@ class SetCriterion(nn.Module):
             total = total + w.ce * parts["loss_ce"] + w.l1 * parts["loss_l1"] + w.giou * parts["loss_giou"]
             if i == 0:
                 logs = {k: float(v.detach()) for k, v in parts.items()}
+        dn = outputs.get("dn")
+        for layer in range(len(dn["pred_logits"]) if dn else 0):  # every decoder layer's, as aux losses
+            parts = self.denoising(dn, layer, num_boxes)
+            total = total + w.ce * parts["loss_ce"] + w.l1 * parts["loss_l1"] + w.giou * parts["loss_giou"]
+            if layer == len(dn["pred_logits"]) - 1:
+                logs.update({f"dn_{k}": float(v.detach()) for k, v in parts.items()})
         return total, logs

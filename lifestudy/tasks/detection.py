@@ -77,7 +77,7 @@ class Detection(Task):
             self.criterion = criterion_for(model).to(images.device)
         H, W = images.shape[-2:]
         norm_targets = [{"labels": t["labels"], "boxes": normalize_boxes(t["boxes"], (H, W))} for t in targets]
-        return self.criterion(model(images), norm_targets)
+        return self.criterion(model(images, norm_targets), norm_targets)  # targets: denoising queries
 
     @torch.no_grad()
     def evaluate(self, model, loader, device) -> dict[str, float]:
