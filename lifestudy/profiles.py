@@ -413,7 +413,7 @@ CPU = Profile(
     name="cpu",
     summary=(
         "The default of `make book`: the whole study at small scale on 2 CPU cores (target: "
-        "60 minutes; with the schedules that converge it takes about 69). Its numbers are "
+        "60 minutes; measured: 51 minutes of chapters on a quiet 2-core machine). Its numbers are "
         "real results of small models (DeiT-micro: embed 96, depth 6, 3 heads, patch 4, on "
         "16x16 Fashion-MNIST: a 4x4 patch grid; a ResNet-10-T reference; classification "
         "without augmentation) on small data, each schedule checked at twice its length, "
@@ -488,7 +488,13 @@ CPU = Profile(
         # selection (every encoder token predicts a box and class, matched as one more set;
         # the 16 best tokens start the queries: Deformable DETR's two-stage, RT-DETR's query
         # selection), 0.04-1.0 % at 500 steps (agnostic 5-7 %) with proposals starting at
-        # one or four cells' size and with detached-token or zero content.
+        # one or four cells' size and with detached-token or zero content. Denoising queries
+        # (dn_groups=4: DN-DETR's box denoising, DetrHeadConfig) measured 2026-12-02 against
+        # the cpu book's own runs (500 steps, classification init, DeiT-micro + encdec, same
+        # machine): mAP@0.5 3.27 -> 3.73 % (seed 0), 0.58 -> 3.02 % (seed 1); agnostic 15.9 ->
+        # 15.3, 11.4 -> 13.3. Off: two seeds of small gains do not show it is worth 11 % of
+        # the training speed (115 -> 103 img/s), and even queries started at the true boxes
+        # hardly learn the class in 500 steps (their cross-entropy 2.36 -> 1.71; chance 2.30).
         "scenes-det": DataSettings(img_size=(32, 32), batch_size=16, epochs=4,
                                    recipe={"lr_base": 6.4e-2, "min_steps": 500},
                                    canvases=(2000, 200), scene=dict(item_size=(14, 20)), head_sizes=dict(
@@ -525,6 +531,8 @@ CPU = Profile(
         # DeiT-micro-LIFE seed 0 27.4 -> 29.2 (the "before" of these two from the machine
         # above, where seed 1 gave 25.3): +1.8 points in each of the three, at no cost, so it
         # is on. inverse_sqrt class weights on top of Dice (seed 0, before prior_init): 26.7 %.
+        # Chapter 6 so (the clean-clone book of 2026-12-02): 27.3 and 29.3 % (seeds 0-2), LIFE
+        # - baseline +2.03 [+0.47, +3.59]; at 32x64 (seed 0) 30.2 and 32.9 %.
         "scenes-seg": DataSettings(img_size=(32, 32), batch_size=16, epochs=6, recipe={"lr_base": 0.128},
                                    canvases=(2000, 200), scene=dict(item_size=(14, 20)), decoder_dim=128,
                                    seg_loss=dict(class_weighting="none", dice_weight=1.0, prior_init=True)),
@@ -634,30 +642,31 @@ PAPER = Profile(
 """paper: the paper's recipe at full scale (GPU)."""
 
 #: Minutes the cpu profile spends per chapter on 2 cores, as measured in the cpu book built
-#: from a clean clone (quiet machine). The book's target is 60 minutes, never above 90: with
-#: the schedules that converge (1000 steps, issue 13) it takes about 64, over the target by
-#: the longer classification schedules and by LIFE's training speed at 16 tokens (issue 15).
+#: from a clean clone (quiet machine). The book's target is 60 minutes, never above 90.
+#: Measured 2026-12-02 (a quiet 2-core Intel Xeon machine, `make book` from a clean clone of
+#: 759ada7): 50.7 minutes of chapters, 52.5 with install and data fetch; chapters 2-4 24.2
+#: minutes, chapters 5, 6 and 8 16.8 (seconds beside each entry). Two-core machines differ:
+#: on an AMD EPYC one (2026-12-01/02) the same one-thread runs took twice as long.
 #: Chapters 2-4 and 10 count in "units": one classification run of 1000 steps of batch 32
-#: (32,000 images at 16x16), a schedule check being 2 units. Measured one-thread training
-#: rates, two runs side by side (images/s): DeiT-micro ~720, DeiT-micro-LIFE ~580,
-#: ResNet-10-T ~550; a unit is ~52 / ~65 / ~67 s of one core, evaluation (6 x 2,000 images)
-#: included. 02: 3 models x (3 seeds + check) = 15 units; 03: 3 new sizes x 2 models x
-#: (3 seeds + check) = 30 (the 50-per-class point is chapter 2's); 04: 2 students x (3 seeds
-#: + check) = 10 (the teacher is chapter 2's CNN); 10: 4 peers x (3 seeds + check) = 20.
-#: 05: 12 detection runs of 500 steps (~106 s a run on one core, mAP at 6 points); 06: 6
-#: segmentation runs at 32x32 of 1000 steps + 2 at 32x64; 08 trains nothing when chapter
-#: 6 has run (it scores its seed-0 models).
+#: (32,000 images at 16x16), a schedule check being 2 units. Measured one-thread runs, two
+#: side by side, on that machine: DeiT-micro ~42 s, DeiT-micro-LIFE ~50 s, ResNet-10-T ~66 s
+#: a unit, evaluation (6 x 2,000 images) included. 02: 3 models x (3 seeds + check) = 15
+#: units; 03: 3 new sizes x 2 models x (3 seeds + check) = 30 (the 50-per-class point is
+#: chapter 2's); 04: 2 students x (3 seeds + check) = 10 (the teacher is chapter 2's CNN);
+#: 10: 4 peers x (3 seeds + check) = 20. 05: 12 detection runs of 500 steps; 06: 6
+#: segmentation runs at 32x32 of 1000 steps + 2 at 32x64; 08 trains nothing when chapter 6
+#: has run (it scores its seed-0 models).
 CPU_BUDGET: dict[str, float] = {
-    "01_life_module": 1,
-    "02_classification": 10,  # 15 units: 563 s measured
-    "03_data_size": 15,  # 30 units: 899 s
-    "04_distillation": 7,  # 10 units of a student and its teacher's forward pass: 367 s
-    "10_locality": 11,  # 20 units (baseline, LIFE, CNN are chapter 2's): 664 s
-    "05_detection": 12,  # 12 detection runs of 500 steps, two at a time: 676 s
-    "06_segmentation": 12,  # 8 segmentation runs, two at a time: 623 s with decoder 64 and no Dice
-    "07_efficiency": 1,
-    "08_rollout": 1,
-    "09_results": 1,
+    "01_life_module": 1,  # 14 s
+    "02_classification": 8,  # 15 units: 451 s
+    "03_data_size": 12,  # 30 units: 689 s
+    "04_distillation": 6,  # 10 units of a student and its teacher's forward pass: 311 s
+    "10_locality": 9,  # 20 units (baseline, LIFE, CNN are chapter 2's): 538 s
+    "05_detection": 9,  # 12 detection runs of 500 steps, two at a time: 496 s
+    "06_segmentation": 9,  # 8 segmentation runs, two at a time: 503 s
+    "07_efficiency": 1,  # 23 s
+    "08_rollout": 1,  # 10 s
+    "09_results": 1,  # 7 s
 }
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, CPU, PAPER)}
