@@ -146,6 +146,16 @@ class SetCriterion(nn.Module):
         empty_weight[-1] = self.weights.eos_coef
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
+    def _focal(self, logits: torch.Tensor, onehot: torch.Tensor, num_boxes: float) -> torch.Tensor:
+        """Deformable DETR's class term: the sigmoid focal loss, summed, over ``num_boxes``."""
+        return sigmoid_focal_loss(logits.float(), onehot, alpha=self.weights.focal_alpha,
+                                  gamma=self.weights.focal_gamma, reduction="sum") / num_boxes
+
+    def _add_weighted(self, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``total`` plus one set of losses (:meth:`single`, :meth:`denoising`) with the weights."""
+        w = self.weights
+        return total + w.ce * parts["loss_ce"] + w.l1 * parts["loss_l1"] + w.giou * parts["loss_giou"]
+
     def single(self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]],
                num_boxes: float, groups: int = 1) -> dict[str, torch.Tensor]:
         """Unweighted losses of one set of predictions."""
@@ -159,8 +169,7 @@ class SetCriterion(nn.Module):
         if self.weights.focal:
             onehot = torch.zeros_like(logits, dtype=torch.float32)
             onehot[batch_idx, query_idx, matched_labels] = 1.0
-            loss_ce = sigmoid_focal_loss(logits.float(), onehot, alpha=self.weights.focal_alpha,
-                                         gamma=self.weights.focal_gamma, reduction="sum") / num_boxes
+            loss_ce = self._focal(logits, onehot, num_boxes)
         else:
             target_classes = torch.full((B, Q), self.num_classes, dtype=torch.int64, device=logits.device)
             target_classes[batch_idx, query_idx] = matched_labels
@@ -180,9 +189,7 @@ class SetCriterion(nn.Module):
         labels, tgt = dn["labels"][valid], dn["boxes"][valid].to(boxes)
         num_boxes = num_boxes * dn["groups"]
         if self.weights.focal:
-            onehot = F.one_hot(labels, logits.shape[-1]).to(logits)
-            loss_ce = sigmoid_focal_loss(logits, onehot, alpha=self.weights.focal_alpha,
-                                         gamma=self.weights.focal_gamma, reduction="sum") / num_boxes
+            loss_ce = self._focal(logits, F.one_hot(labels, logits.shape[-1]).to(logits), num_boxes)
         else:
             loss_ce = F.cross_entropy(logits, labels, reduction="sum") / num_boxes
         return {"loss_ce": loss_ce, **_box_losses(boxes, tgt, num_boxes)}
@@ -196,18 +203,17 @@ class SetCriterion(nn.Module):
             torch.distributed.all_reduce(n)
             num_boxes = n.item() / torch.distributed.get_world_size()
         num_boxes = max(num_boxes, 1.0)
-        w = self.weights
         total = outputs["pred_logits"].new_zeros((), dtype=torch.float32)
         logs: dict[str, float] = {}
         for i, out in enumerate([outputs, *outputs.get("aux_outputs", [])]):
             parts = self.single(out, targets, num_boxes, groups)
-            total = total + w.ce * parts["loss_ce"] + w.l1 * parts["loss_l1"] + w.giou * parts["loss_giou"]
+            total = self._add_weighted(total, parts)
             if i == 0:
                 logs = {k: float(v.detach()) for k, v in parts.items()}
         dn = outputs.get("dn")
         for layer in range(len(dn["pred_logits"]) if dn else 0):  # every decoder layer's, as aux losses
             parts = self.denoising(dn, layer, num_boxes)
-            total = total + w.ce * parts["loss_ce"] + w.l1 * parts["loss_l1"] + w.giou * parts["loss_giou"]
+            total = self._add_weighted(total, parts)
             if layer == len(dn["pred_logits"]) - 1:
                 logs.update({f"dn_{k}": float(v.detach()) for k, v in parts.items()})
         return total, logs
