@@ -105,6 +105,8 @@ book/_executed/$(PROFILE)/%.ipynb: notebooks/%.py $(PACKAGE_SRC) $(BOOK_SETTINGS
 
 # Chapter 9 (the records of all chapters, the claims scorecard) runs after every other one.
 book/_executed/$(PROFILE)/09_results.ipynb: $(filter-out %/09_results.ipynb,$(EXECUTED))
+# Chapter 5 starts detection backbones from chapter 6's segmenters: chapter 6 runs first.
+book/_executed/$(PROFILE)/05_detection.ipynb: book/_executed/$(PROFILE)/06_segmentation.ipynb
 
 # Re-execute the chapters of a profile when DEVICE or SEEDS change (the file changes
 # only when its content would).

@@ -43,6 +43,7 @@ __all__ = [
     "SweepStudy",
     "DistillationStudy",
     "DetectionStudy",
+    "DETECTION_INITS",
     "SegmentationStudy",
     "BenchPlan",
     "EfficiencyStudy",
@@ -190,33 +191,45 @@ class DistillationStudy:
     seeds: tuple[int, ...] | None = None  # None: the profile's seeds
 
 
+#: Where a detection backbone may start (:class:`DetectionStudy`): random weights; chapter 2's
+#: Fashion-MNIST classifier of the same model (the offline analogue of the paper's ImageNet-1k
+#: rows); chapter 6's segmenter of the same backbone, trained on the scenes' train canvases (a
+#: backbone that has seen the scenes' items: an in-domain pretraining, not in the paper).
+DETECTION_INITS = ("random", "classification", "segmentation")
+
+
 @dataclass(frozen=True)
 class DetectionStudy:
-    """Chapter 5: detection backbones x heads. The sizes (canvases, head) are the dataset's
-    :class:`DataSettings`."""
+    """Chapter 5: detection backbones x heads x initialisations. The sizes (canvases, head)
+    are the dataset's :class:`DataSettings`."""
 
     dataset: str
     backbones: tuple[str, ...]
     heads: tuple[str, ...] = ("encdec", "encdec-linear", "encdec-life")  # the paper's table's three
     seeds: tuple[int, ...] | None = None  # None: the profile's seeds
-    # Thinning the grid (inits x backbones x heads x seeds) to a budget; None: the full grid.
+    inits: tuple[str, ...] = ("random", "classification")  # some of DETECTION_INITS, the paper's two by default
+    # Thinning the grid (inits x backbones x heads x seeds) to a budget; None / missing: the full grid.
     seed_heads: tuple[str, ...] | None = None  # heads trained at every seed; the others at the first only
-    random_init_heads: tuple[str, ...] | None = None  # heads with random-init rows (None: all of `heads`)
-    random_init_seeds: tuple[int, ...] | None = None  # seeds of the random-init rows (None: as the others)
+    init_heads: dict = field(default_factory=dict)  # init -> the heads it trains (missing: all of `heads`)
+    init_seeds: dict = field(default_factory=dict)  # init -> its seeds (missing: the chapter's)
+
+    def __post_init__(self):
+        unknown = [i for i in (*self.inits, *self.init_heads, *self.init_seeds) if i not in DETECTION_INITS]
+        if unknown:
+            raise ConfigError(f"DetectionStudy: unknown init {unknown[0]!r}; use some of {', '.join(DETECTION_INITS)}")
 
     def plan(self, seeds: Sequence[int]) -> list[tuple[str, str, str, int]]:
-        """Every run of the chapter as ``(init, backbone, head, seed)`` (init: ``"random"`` or
-        ``"classification"``), given the chapter's ``seeds``: the classification-init rows
-        at every head, ``seed_heads`` at every seed and the other heads at the first; the
-        random-init rows at ``random_init_heads`` and ``random_init_seeds`` (each thinned
-        the same way)."""
+        """Every run of the chapter as ``(init, backbone, head, seed)``, given the chapter's
+        ``seeds``: per init (in the order of ``inits``) the heads of ``init_heads`` (default:
+        all), ``seed_heads`` at the init's seeds and the other heads at its first; an init's
+        seeds are ``init_seeds``' that the chapter runs (default, or when it runs none of
+        them: the chapter's, resp. its first)."""
         seeds = list(seeds)
         rows = []
-        for init in ("random", "classification"):
-            heads = self.heads if init == "classification" or self.random_init_heads is None else [
-                h for h in self.heads if h in self.random_init_heads]
-            init_seeds = seeds if init == "classification" or self.random_init_seeds is None else [
-                s for s in seeds if s in self.random_init_seeds] or seeds[:1]
+        for init in self.inits:
+            heads = [h for h in self.heads if h in self.init_heads.get(init, self.heads)]
+            init_seeds = seeds if init not in self.init_seeds else [
+                s for s in seeds if s in self.init_seeds[init]] or seeds[:1]
             for b in self.backbones:
                 for h in heads:
                     every = self.seed_heads is None or h in self.seed_heads
@@ -391,7 +404,8 @@ SMOKE = Profile(
         teacher="resnet10t",
         students=("deit_test_distilled_patch4_32", "deit_test_distilled_patch4_32_life"),
     ),
-    detection=DetectionStudy(dataset="scenes-det", backbones=TEST_PAIR),
+    detection=DetectionStudy(dataset="scenes-det", backbones=TEST_PAIR, inits=DETECTION_INITS,
+                             init_heads={"segmentation": ("encdec",)}),
     segmentation=SegmentationStudy(dataset="scenes-seg", backbones=TEST_PAIR, extra_img_sizes=((32, 64),)),
     efficiency=EfficiencyStudy(models=TEST_PAIR, img_sides=(32, 64),
                                bench=BenchPlan((32, 64), batch_size=8, repeats=1)),
@@ -572,13 +586,18 @@ CPU = Profile(
         teacher="resnet10t",
         students=("deit_micro_distilled_patch4_32", "deit_micro_distilled_patch4_32_life"),
     ),
-    # The paper's detection table, thinned to chapter 5's budget (CPU_BUDGET): the
-    # classification-init rows (the analogue of the paper's ImageNet-1k group) with every
-    # head, the plain head (encdec) at three seeds for the paired LIFE-vs-baseline interval
-    # and the other heads at seed 0; random init with the plain head at seed 0 only. 2 x (3 +
-    # 2) + 2 = 12 runs of 500 steps instead of the full grid's 36.
-    detection=DetectionStudy(dataset="scenes-det", backbones=MICRO_PAIR, seeds=(0, 1, 2),
-                             seed_heads=("encdec",), random_init_heads=("encdec",), random_init_seeds=(0,)),
+    # The paper's detection table, thinned to chapter 5's budget (CPU_BUDGET), plus a third
+    # init: the backbone of chapter 6's seed-0 segmenter (trained on the scenes' train
+    # canvases), since chapter 2's classifier does not know the scenes' items (see
+    # "scenes-det" above) and detectors from it hardly learn in 500 steps. The segmentation
+    # init with every head (the head comparisons), the plain head (encdec) at three seeds for
+    # the paired LIFE-vs-baseline interval and the other heads at seed 0; the classification
+    # init (the analogue of the paper's ImageNet-1k group) with encdec at three seeds; random
+    # init with encdec at seed 0. 2 x (3 + 2) + 2 x 3 + 2 = 18 runs of 500 steps instead of
+    # the full grid's 54.
+    detection=DetectionStudy(dataset="scenes-det", backbones=MICRO_PAIR, seeds=(0, 1, 2), inits=DETECTION_INITS,
+                             seed_heads=("encdec",), init_heads={"random": ("encdec",), "classification": ("encdec",)},
+                             init_seeds={"random": (0,)}),
     # Both backbones at 32x32 at three seeds; the 2:1 input (32x64, twice the tokens) at seed 0.
     segmentation=SegmentationStudy(dataset="scenes-seg", backbones=MICRO_PAIR, extra_img_sizes=((32, 64),),
                                    seeds=(0, 1, 2), extra_size_seeds=1),

@@ -18,8 +18,8 @@
 # parameter-matched control whose encoder attention projections get an extra linear
 # stage, capacity without locality (`encdec-linear`: LIFE's cascade with 1x1 kernels);
 # and one whose encoder self-attention uses LIFE over the feature grid (`encdec-life`) —
-# from random initialisation and from our own classification run's backbone, several
-# seeds each, and score them with mAP and F1.
+# from random initialisation, from our own classification run's backbone and from our own
+# segmentation run's backbone, several seeds each, and score them with mAP and F1.
 #
 # **What you will learn.** Whether local information helps a detector's backbone and its
 # head, how far a small detector gets in a few CPU minutes with DETR's known convergence
@@ -62,6 +62,7 @@ data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
 init_dir = None  # None: chapter 2's classification runs (beside this chapter's run folder), else trained here
+seg_init_dir = None  # None: chapter 6's segmentation runs (beside this chapter's run folder), else trained here
 
 # %% tags=["hide-input"]
 chap = chapters.setup("05_detection", profile, seeds, device, out_dir, data_root, reuse_runs)
@@ -76,17 +77,32 @@ if init_dir is None:
     init_dir = chapter2 if all((chapter2 / init_data / b / "seed0" / "record.json").exists()
                                for b in study.backbones) else chap.path("classification_init")
 init_dir = Path(init_dir)
+# The segmentation runs whose backbones start the "segmentation" rows: chapter 6's seed-0
+# runs at its main input size (`make book` executes chapter 6 first), else trained here.
+seg = prof.segmentation
+seg_size = tuple(prof.settings_for(seg.dataset).img_size or get_spec(seg.dataset).input_size)
+chapter6 = chap.out_dir.parent / "06_segmentation" / "x".join(map(str, seg_size))
+if seg_init_dir is None:
+    seg_init_dir = chapter6 if all((chapter6 / b / "seed0" / "record.json").exists()
+                                   for b in study.backbones) else chap.path("segmentation_init")
+seg_init_dir = Path(seg_init_dir)
 chap.banner()
 
 # %% [markdown]
 # ## The plan
 #
-# Every backbone is trained with every head, twice: from random initialisation, and with
-# the backbone initialised from our own classification run of the same model on
-# Fashion-MNIST (chapter 2's run, seed 0; trained here when chapter 2 has not run) — the
-# offline analogue of the paper's ImageNet-1k rows. A profile may thin this grid to its
-# time budget (`DetectionStudy.plan`: some heads at the first seed only, fewer
-# random-init rows); the second table lists the seeds of every row. Scores: COCO-style
+# Every backbone is trained with every head, from each of up to three starting points
+# (`DetectionStudy.inits`; `lifestudy.profiles.DETECTION_INITS`): random initialisation;
+# the backbone of our own classification run of the same model on Fashion-MNIST (chapter
+# 2's run, seed 0; trained here when chapter 2 has not run) — the offline analogue of the
+# paper's ImageNet-1k rows; and the backbone of our own segmentation run of the same model
+# on the scenes' train canvases (chapter 6's run, seed 0) — a pretraining on the scenes'
+# own items, which the paper does not have. The third is there because the second does not
+# transfer: chapter 2's classifiers saw grey items on black, and the scenes' items are
+# tinted shapes on coloured clutter (`lifestudy/profiles.py` has the measurements). A
+# profile may thin this grid to its time budget (`DetectionStudy.plan`: some heads at the
+# first seed only, some inits with fewer heads or seeds); the second table lists the seeds
+# of every row. Scores: COCO-style
 # mAP (IoU 0.50:0.95), VOC-style mAP at IoU 0.5, and F1 at IoU 0.5 counting a detection
 # when its class score is at least 0.5 (the rule is stated in full in
 # `lifestudy.dense.metrics`).
@@ -97,7 +113,7 @@ chap.banner()
 # %%
 head_cfg = head_sizes(chap.settings.task_options())
 pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
-              "heads": [list(study.heads)], "inits": [["random", "classification"]], "seeds": [chap.seeds],
+              "heads": [list(study.heads)], "inits": [list(study.inits)], "seeds": [chap.seeds],
               "canvases (train, test)": [chap.settings.canvases or "the dataset's own"]})
 
 # %%
@@ -114,12 +130,21 @@ init_configs = {
                    device=device, quiet=True, out=str(init_dir / init_data / b / "seed0"))
     for b in study.backbones
 }
-chapters.ensure_data([init_data], chap.data_root)
-_ = chapters.train_all(init_configs.values(), reuse=True)  # reused when they exist (chapter 2's)
-print(f"classification init from {chap.show(init_dir)}")
+seg_init_configs = {
+    b: TrainConfig(task="segmentation", data=seg.dataset, model=b, profile=prof.name, seed=0, root=chap.data_root,
+                   device=device, quiet=True, img_size=seg_size, out=str(seg_init_dir / b / "seed0"))
+    for b in study.backbones
+}
+init_runs = {"classification": (init_dir, init_configs), "segmentation": (seg_init_dir, seg_init_configs)}
+needed = [c for k in study.inits if k in init_runs for c in init_runs[k][1].values()]
+chapters.ensure_data(dict.fromkeys(c.data for c in needed), chap.data_root)
+_ = chapters.train_all(needed, reuse=True)  # reused when they exist (chapter 2's, chapter 6's)
+INITS = {k: None if k == "random" else {b: c.out for b, c in init_runs[k][1].items()} for k in study.inits}
+for k in INITS:
+    if k in init_runs:
+        print(f"{k} init from {chap.show(init_runs[k][0])}")
 
 # %%
-INITS = {"random": None, "classification": {b: c.out for b, c in init_configs.items()}}
 _ = chap.train(
     chap.config("detection", study.dataset, b, s, head=h, init=None if INITS[init] is None else INITS[init][b],
                 out=(init, h, b, f"seed{s}"))
@@ -131,12 +156,13 @@ _ = chap.train(
 
 # %%
 runs = chap.records("train")
-runs = runs[runs["task"] == "detection"].reset_index(drop=True)  # not the classification init runs
+runs = runs[runs["task"] == "detection"].reset_index(drop=True)  # not the init runs trained here
 runs = runs.rename(columns={"provenance.model": "backbone", "provenance.seed": "seed",
                             "metrics.map": "mAP (%)", "metrics.map_50": "mAP@0.5 (%)",
                             "metrics.f1": "F1 (%)", "metrics.map_50_agnostic": "agnostic mAP@0.5 (%)"})
 runs["head"] = runs["provenance.head"]
-runs["init"] = ["random" if pd.isna(v) or not v else "classification" for v in runs["provenance.init"]]
+init_of = {str(Path(p).resolve()): k for k, d in INITS.items() if d for p in d.values()}
+runs["init"] = ["random" if pd.isna(v) or not v else init_of[str(Path(v).resolve())] for v in runs["provenance.init"]]
 metrics = ["mAP (%)", "mAP@0.5 (%)", "F1 (%)", "agnostic mAP@0.5 (%)"]
 keys = ["init", "backbone", "head"]
 summary_stats = report.mean_std(runs, keys, metrics)
@@ -184,7 +210,7 @@ for ax, term in zip(axes[0], terms):
     ax.set_title({"map_50": "test mAP@0.5 (%)", "map_50_agnostic": "class-agnostic (%)"}.get(term, term))
     ax.set_ylabel("")
 fig.suptitle(chap.caption(f"Detection on {study.dataset}: loss terms and mAP@0.5 by epoch "
-                          "(solid: random init, dashed: classification init)"))
+                          "(line style: the backbone's initialisation)"))
 plt.show()
 
 # %% mystnb={"figure": {"caption": "Final mAP@0.5 and F1 of every head, backbone and initialisation, mean ± sd over seeds.", "name": "fig-05-2"}}
@@ -229,18 +255,19 @@ diffs.set_index(["comparison", "init", "within"])[["mean", "low", "high", "n", "
 #
 # The paper's table (Pascal VOC) has a random-initialisation group and an ImageNet-1k
 # group; the ImageNet-1k rows need pretrained weights this machine cannot download, so
-# our second group is initialised from our own Fashion-MNIST classifier instead. Its
-# numbers sit beside ours in columns labelled **paper**: random beside random, our
-# classification init beside their ImageNet-1k init (DeiT-T rows). The data, input size
-# and head sizes differ, so the comparison is of the ordering of the heads, not of the values.
+# our pretrained groups start from our own Fashion-MNIST classifier or our own scenes
+# segmenter instead. Its numbers sit beside ours in columns labelled **paper**: random
+# beside random, each of our pretrained inits beside their ImageNet-1k init (DeiT-T rows).
+# The data, input size and head sizes differ, so the comparison is of the ordering of the
+# heads, not of the values.
 
 # %%
 paper_rows = {
     ("random", b): paper.detection_rows("random", "DeiT-T-LIFE" if b.endswith("_life") else "DeiT-T")
     for b in study.backbones
 } | {
-    ("classification", b): paper.detection_rows("imagenet-1k", "DeiT-T-LIFE" if b.endswith("_life") else "DeiT-T")
-    for b in study.backbones
+    (init, b): paper.detection_rows("imagenet-1k", "DeiT-T-LIFE" if b.endswith("_life") else "DeiT-T")
+    for init in ("classification", "segmentation") for b in study.backbones
 }
 side = table[["mAP@0.5 (%)", "F1 (%)", "seeds"]].copy()
 side["mAP (paper)"] = [paper_rows[(i, b)][h]["map"] for i, b, h in side.index]
@@ -259,7 +286,7 @@ pd.DataFrame(paper.DETECTION).rename(columns={"map": "mAP (paper)", "f1": "F1 (p
 
 # %% tags=["key-results", "remove-input"]
 def paper_change(init, within, comparison):
-    """The paper's mAP change for the same comparison (random init; ImageNet-1k beside our classification init)."""
+    """The paper's mAP change for the same comparison (random init; ImageNet-1k beside our pretrained inits)."""
     group = "random" if init == "random" else "imagenet-1k"
     if comparison.startswith("LIFE"):
         a, b = paper.detection_rows(group, "DeiT-T")[within], paper.detection_rows(group, "DeiT-T-LIFE")[within]

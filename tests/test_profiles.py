@@ -136,24 +136,33 @@ def test_dense_plans_thin_the_grid_as_their_fields_say():
     full = DetectionStudy(dataset="scenes-det", backbones=("a", "b"))
     assert len(full.plan([0, 1, 2])) == 2 * 2 * 3 * 3  # inits x backbones x heads x seeds
     assert len(set(full.plan([0, 1, 2]))) == 36
-    thin = dataclasses.replace(full, seed_heads=("encdec",), random_init_heads=("encdec",), random_init_seeds=(1,))
+    assert {r[0] for r in full.plan([0])} == {"random", "classification"}  # the paper's two by default
+    thin = dataclasses.replace(full, inits=("random", "classification", "segmentation"), seed_heads=("encdec",),
+                               init_heads={"random": ("encdec",), "segmentation": ("encdec-life", "encdec")},
+                               init_seeds={"random": (1,)})
     rows = thin.plan([0, 1, 2])
     assert [r for r in rows if r[0] == "random"] == [("random", "a", "encdec", 1), ("random", "b", "encdec", 1)]
     cls = [r for r in rows if r[0] == "classification"]
     assert sorted(r[3] for r in cls if r[1:3] == ("a", "encdec")) == [0, 1, 2]
     assert [r[3] for r in cls if r[2] != "encdec"] == [0, 0, 0, 0]  # the other heads: the first seed
-    # a random-init seed the chapter does not run falls back to its first seed
-    assert {r[3] for r in dataclasses.replace(thin, random_init_seeds=(7,)).plan([3, 4]) if r[0] == "random"} == {3}
+    seg = [r for r in rows if r[0] == "segmentation"]  # its heads in the study's order, encdec at every seed
+    assert seg == [("segmentation", b, h, s) for b in "ab" for h, ss in (("encdec", (0, 1, 2)), ("encdec-life", (0,)))
+                   for s in ss]
+    # an init's seed the chapter does not run falls back to its first seed
+    assert {r[3] for r in dataclasses.replace(thin, init_seeds={"random": (7,)}).plan([3, 4]) if r[0] == "random"} == {3}
+    with pytest.raises(ConfigError, match="unknown init 'imagenet'"):
+        DetectionStudy(dataset="scenes-det", backbones=("a",), inits=("random", "imagenet"))
     seg = SegmentationStudy(dataset="scenes-seg", backbones=("a", "b"), extra_img_sizes=((32, 64),), extra_size_seeds=1)
     rows = seg.plan([0, 1, 2], (32, 32))
     assert len(rows) == 2 * 3 + 2 and {r[2] for r in rows if r[0] == (32, 64)} == {0}
     assert len(dataclasses.replace(seg, extra_size_seeds=None).plan([0, 1, 2], (32, 32))) == 12
-    cpu = PROFILES["cpu"]  # every cpu backbone still has three classification-init seeds and a random-init row
+    cpu = PROFILES["cpu"]  # every cpu backbone: three pretrained-init seeds, a random-init row, every head
     rows = cpu.detection.plan(cpu.seeds_for(cpu.detection))
     for b in cpu.detection.backbones:
-        assert len({r[3] for r in rows if r[:2] == ("classification", b)}) >= 3
+        for init in ("classification", "segmentation"):
+            assert len({r[3] for r in rows if r[:2] == (init, b)}) >= 3
         assert any(r[:2] == ("random", b) for r in rows)
-        assert {r[2] for r in rows if r[:2] == ("classification", b)} == set(cpu.detection.heads)
+        assert {r[2] for r in rows if r[:2] == ("segmentation", b)} == set(cpu.detection.heads)
 
 
 def test_scene_settings_reach_the_drawn_canvases(tmp_path):
