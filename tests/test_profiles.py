@@ -156,12 +156,11 @@ def test_dense_plans_thin_the_grid_as_their_fields_say():
     rows = seg.plan([0, 1, 2], (32, 32))
     assert len(rows) == 2 * 3 + 2 and {r[2] for r in rows if r[0] == (32, 64)} == {0}
     assert len(dataclasses.replace(seg, extra_size_seeds=None).plan([0, 1, 2], (32, 32))) == 12
-    cpu = PROFILES["cpu"]  # every cpu backbone: three pretrained-init seeds, a random-init row, every head
+    cpu = PROFILES["cpu"]  # every cpu backbone: a row of each init, three segmentation-init seeds, every head
     rows = cpu.detection.plan(cpu.seeds_for(cpu.detection))
     for b in cpu.detection.backbones:
-        for init in ("classification", "segmentation"):
-            assert len({r[3] for r in rows if r[:2] == (init, b)}) >= 3
-        assert any(r[:2] == ("random", b) for r in rows)
+        assert len({r[3] for r in rows if r[:2] == ("segmentation", b)}) >= 3
+        assert all(any(r[:2] == (init, b) for r in rows) for init in cpu.detection.inits)
         assert {r[2] for r in rows if r[:2] == ("segmentation", b)} == set(cpu.detection.heads)
 
 
