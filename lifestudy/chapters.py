@@ -31,12 +31,13 @@ from typing import Any
 from lifestudy import data, report
 from lifestudy.engine import TrainConfig
 from lifestudy.engine.distributed import resolve_device
+from lifestudy.engine.loop import RECORD
 from lifestudy.engine.runs import doubled, records_frame, run_all, schedule_check
 from lifestudy.errors import DatasetError
 from lifestudy.profiles import DataSettings, Profile, get_profile
 from lifestudy.records import display_path, read_json
 
-__all__ = ["Chapter", "Trained", "setup", "ensure_data", "train_all"]
+__all__ = ["Chapter", "Trained", "setup", "ensure_data", "train_all", "backbone_inits"]
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,45 @@ def setup(name: str, profile: str | Profile, seeds: Sequence[int] | None = None,
     out = Path(out_dir) if out_dir is not None else Path("runs") / prof.name / name
     return Chapter(name=name, profile=prof, study=study, seeds=seeds, out_dir=out, device=device,
                    data_root=None if data_root is None else os.fspath(data_root), reuse_runs=reuse_runs)
+
+
+def backbone_inits(chap: Chapter, classification_dir: str | os.PathLike | None = None,
+                   segmentation_dir: str | os.PathLike | None = None) -> dict[str, tuple[Path, dict[str, TrainConfig]]]:
+    """The runs whose backbones start chapter 5's pretrained rows: for each init of its study
+    but ``"random"`` (:data:`lifestudy.profiles.DETECTION_INITS`), ``(folder, {backbone:
+    config})``, each config the seed-0 run of that backbone as its own chapter trains it.
+
+    ``"classification"``: chapter 2's run on Fashion-MNIST (the profile's first
+    classification dataset when it has no Fashion-MNIST), at ``<folder>/<dataset>/<model>/seed0``;
+    ``"segmentation"``: chapter 6's run at its main input size, at
+    ``<folder>/<H>x<W>/<model>/seed0``. ``folder`` is the one passed, else that chapter's run
+    folder (beside ``chap``'s) when every backbone's run has finished there, else
+    ``<chap's run folder>/<init>_init``, where they are trained (:func:`train_all` with
+    ``reuse=True`` reads finished runs back, trains the others).
+    """
+    prof, study = chap.profile, chap.study
+    cls_data = "fashion-mnist" if "fashion-mnist" in prof.classification.datasets else prof.classification.datasets[0]
+    seg = prof.segmentation
+    seg_size = tuple(prof.settings_for(seg.dataset).img_size or data.get_spec(seg.dataset).input_size)
+    kinds = {  # init -> (its chapter, the folder under it, task, dataset, extra config fields, folder passed)
+        "classification": ("02_classification", cls_data, "classification", cls_data, {}, classification_dir),
+        "segmentation": ("06_segmentation", "x".join(map(str, seg_size)), "segmentation", seg.dataset,
+                         {"img_size": seg_size}, segmentation_dir),
+    }
+    out = {}
+    for init in study.inits:
+        if init not in kinds:
+            continue
+        chapter, sub, task, dataset, fields, given = kinds[init]
+        folder = Path(given) if given is not None else chap.out_dir.parent / chapter
+        if given is None and not all((folder / sub / b / "seed0" / RECORD).exists() for b in study.backbones):
+            folder = chap.path(f"{init}_init")
+        out[init] = (folder, {
+            b: TrainConfig(task=task, data=dataset, model=b, profile=prof.name, seed=0, root=chap.data_root,
+                           device=chap.device, quiet=True, out=str(folder / sub / b / "seed0"), **fields)
+            for b in study.backbones
+        })
+    return out
 
 
 def ensure_data(names: Iterable[str], root: str | os.PathLike | None = None) -> dict[str, str]:

@@ -51,7 +51,6 @@ import seaborn as sns
 from lifestudy import chapters, paper, report, stats
 from lifestudy.data import get_spec
 from lifestudy.dense.complexity import detector_complexity
-from lifestudy.engine import TrainConfig
 from lifestudy.tasks.detection import head_sizes
 
 # %% tags=["parameters", "hide-input"]
@@ -61,31 +60,12 @@ seeds = None  # None: the seeds the profile gives this chapter
 data_root = None  # None: $LIFESTUDY_DATA or <repo>/data
 out_dir = None  # None: runs/<profile>/<this chapter>
 reuse_runs = False  # True: keep runs that already have a record instead of training again
-init_dir = None  # None: chapter 2's classification runs (beside this chapter's run folder), else trained here
-seg_init_dir = None  # None: chapter 6's segmentation runs (beside this chapter's run folder), else trained here
+init_dir = None  # classification-init runs, in a folder laid out as chapter 2's; None: chapter 2's, else trained here
+seg_init_dir = None  # segmentation-init runs, in a folder laid out as chapter 6's; None: chapter 6's, else trained here
 
 # %% tags=["hide-input"]
 chap = chapters.setup("05_detection", profile, seeds, device, out_dir, data_root, reuse_runs)
 study = chap.study
-prof = chap.profile
-# The classification runs whose backbones start the "classification" rows: Fashion-MNIST
-# (the scenes' items) when the profile classifies it, else its first dataset; seed 0.
-# Chapter 2's run when it exists, else one trained here (under the run folder) with its settings.
-init_data = "fashion-mnist" if "fashion-mnist" in prof.classification.datasets else prof.classification.datasets[0]
-chapter2 = chap.out_dir.parent / "02_classification"  # beside this chapter's run folder
-if init_dir is None:
-    init_dir = chapter2 if all((chapter2 / init_data / b / "seed0" / "record.json").exists()
-                               for b in study.backbones) else chap.path("classification_init")
-init_dir = Path(init_dir)
-# The segmentation runs whose backbones start the "segmentation" rows: chapter 6's seed-0
-# runs at its main input size (`make book` executes chapter 6 first), else trained here.
-seg = prof.segmentation
-seg_size = tuple(prof.settings_for(seg.dataset).img_size or get_spec(seg.dataset).input_size)
-chapter6 = chap.out_dir.parent / "06_segmentation" / "x".join(map(str, seg_size))
-if seg_init_dir is None:
-    seg_init_dir = chapter6 if all((chapter6 / b / "seed0" / "record.json").exists()
-                                   for b in study.backbones) else chap.path("segmentation_init")
-seg_init_dir = Path(seg_init_dir)
 chap.banner()
 
 # %% [markdown]
@@ -125,24 +105,16 @@ pd.DataFrame(plan, columns=["init", "backbone", "head", "seed"]).groupby(
 pd.Series(vars(head_cfg), name="detection head").to_frame()
 
 # %%
-init_configs = {
-    b: TrainConfig(task="classification", data=init_data, model=b, profile=prof.name, seed=0, root=chap.data_root,
-                   device=device, quiet=True, out=str(init_dir / init_data / b / "seed0"))
-    for b in study.backbones
-}
-seg_init_configs = {
-    b: TrainConfig(task="segmentation", data=seg.dataset, model=b, profile=prof.name, seed=0, root=chap.data_root,
-                   device=device, quiet=True, img_size=seg_size, out=str(seg_init_dir / b / "seed0"))
-    for b in study.backbones
-}
-init_runs = {"classification": (init_dir, init_configs), "segmentation": (seg_init_dir, seg_init_configs)}
-needed = [c for k in study.inits if k in init_runs for c in init_runs[k][1].values()]
+# The runs whose backbones start the pretrained rows (seed 0): chapter 2's and chapter 6's
+# when they are there (`make book` executes chapter 6 first), else trained here with their
+# chapters' settings (`lifestudy.chapters.backbone_inits`).
+inits = chapters.backbone_inits(chap, init_dir, seg_init_dir)
+needed = [c for _, configs in inits.values() for c in configs.values()]
 chapters.ensure_data(dict.fromkeys(c.data for c in needed), chap.data_root)
-_ = chapters.train_all(needed, reuse=True)  # reused when they exist (chapter 2's, chapter 6's)
-INITS = {k: None if k == "random" else {b: c.out for b, c in init_runs[k][1].items()} for k in study.inits}
-for k in INITS:
-    if k in init_runs:
-        print(f"{k} init from {chap.show(init_runs[k][0])}")
+_ = chapters.train_all(needed, reuse=True)
+for init, (folder, _) in inits.items():
+    print(f"{init} init from {chap.show(folder)}")
+INITS = {"random": None} | {init: {b: c.out for b, c in configs.items()} for init, (_, configs) in inits.items()}
 
 # %%
 _ = chap.train(

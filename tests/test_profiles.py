@@ -212,3 +212,34 @@ def test_chapter_setup_is_one_call(tmp_path):
     assert chapters.setup("01_life_module", "cpu", device="cuda").device == "cpu"  # counts on the CPU
     with pytest.raises(ConfigError, match="unknown chapter"):
         chapters.setup("10_more", "cpu")
+
+
+def test_detection_backbone_inits_read_their_chapters_runs_or_train_them_here(tmp_path):
+    """Chapter 5's pretrained rows start from chapter 2's classifier and chapter 6's
+    segmenter (seed 0, as those chapters train them) when their runs are finished beside
+    chapter 5's run folder, else from runs trained under chapter 5's own folder."""
+    from lifestudy import chapters
+    from lifestudy.engine.loop import RECORD
+
+    chap = chapters.setup("05_detection", "cpu", out_dir=tmp_path / "05_detection", data_root=tmp_path / "data")
+    backbones = chap.study.backbones
+    inits = chapters.backbone_inits(chap)
+    assert set(inits) == {"classification", "segmentation"}  # "random" needs no run
+    for init, (folder, configs) in inits.items():  # nothing has run: trained here
+        assert folder == tmp_path / "05_detection" / f"{init}_init" and list(configs) == list(backbones)
+    seg = inits["segmentation"][1][backbones[1]]
+    six = chapters.setup("06_segmentation", "cpu", data_root=tmp_path / "data")
+    assert seg == six.config("segmentation", "scenes-seg", backbones[1], 0, img_size=(32, 32), out=(seg.out,))
+    assert inits["classification"][1][backbones[0]].data == "fashion-mnist"
+    for b in backbones:  # chapter 6 has run: its runs are the init
+        (tmp_path / "06_segmentation" / "32x32" / b / "seed0").mkdir(parents=True)
+        (tmp_path / "06_segmentation" / "32x32" / b / "seed0" / RECORD).write_text("{}")
+    inits = chapters.backbone_inits(chap)
+    assert inits["segmentation"][0] == tmp_path / "06_segmentation"
+    assert inits["segmentation"][1][backbones[0]].out == str(tmp_path / "06_segmentation" / "32x32" / backbones[0] / "seed0")
+    assert inits["classification"][0] == tmp_path / "05_detection" / "classification_init"  # chapter 2 has not
+    given = chapters.backbone_inits(chap, classification_dir=tmp_path / "mine")["classification"]
+    assert given[1][backbones[0]].out == str(tmp_path / "mine" / "fashion-mnist" / backbones[0] / "seed0")
+    random_only = chapters.setup("05_detection", dataclasses.replace(PROFILES["cpu"], detection=dataclasses.replace(
+        PROFILES["cpu"].detection, inits=("random",))))
+    assert chapters.backbone_inits(random_only) == {}
