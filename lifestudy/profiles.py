@@ -559,7 +559,10 @@ CPU = Profile(
         # above, where seed 1 gave 25.3): +1.8 points in each of the three, at no cost, so it
         # is on. inverse_sqrt class weights on top of Dice (seed 0, before prior_init): 26.7 %.
         # Chapter 6 so (the clean-clone book of 2026-12-02): 27.3 and 29.3 % (seeds 0-2), LIFE
-        # - baseline +2.03 [+0.47, +3.59]; at 32x64 (seed 0) 30.2 and 32.9 %.
+        # - baseline +2.03 [+0.47, +3.59]; at 32x64 (seed 0) 30.2 and 32.9 %. The same plan on a
+        # 2-core AMD EPYC machine (clean clone of 39bc2ba, 2026-12-02): 27.9 and 27.8 %, LIFE
+        # seeds 23.8 / 29.5 / 30.1 (seed 0 ends in a worse optimum there: the same configs,
+        # other floating-point rounding), LIFE - baseline -0.09 [-6.90, +6.72]; 32x64 30.0 / 33.8.
         "scenes-seg": DataSettings(img_size=(32, 32), batch_size=16, epochs=6, recipe={"lr_base": 0.128},
                                    canvases=(2000, 200), scene=dict(item_size=(14, 20)), decoder_dim=128,
                                    seg_loss=dict(class_weighting="none", dice_weight=1.0, prior_init=True)),
@@ -596,6 +599,11 @@ CPU = Profile(
     # the paired LIFE-vs-baseline interval and the other heads at seed 0; the classification
     # init (the analogue of the paper's ImageNet-1k group) and random init with encdec at
     # seed 0. 2 x (3 + 2) + 2 + 2 = 14 runs of 500 steps instead of the full grid's 54.
+    # Measured so (clean-clone book of 39bc2ba, 2-core AMD EPYC, 2026-12-02; mAP@0.5 %):
+    # segmentation init + encdec 9.61 +- 3.53 (DeiT-micro) and 9.89 +- 1.60 (LIFE), seeds 0-2,
+    # F1 8.7 and 8.3, LIFE - baseline +0.27 [-2.43, +2.97]; the other heads 6.7-10.3 (seed 0),
+    # F1 > 0 for every segmentation-init row; classification init 3.57 / 1.20, random 1.68 /
+    # 0.78 (F1 0 for three of those four); 766 s.
     detection=DetectionStudy(dataset="scenes-det", backbones=MICRO_PAIR, seeds=(0, 1, 2), inits=DETECTION_INITS,
                              seed_heads=("encdec",), init_heads={"random": ("encdec",), "classification": ("encdec",)},
                              init_seeds={"random": (0,), "classification": (0,)}),
@@ -677,7 +685,10 @@ PAPER = Profile(
 #: Measured 2026-12-02 (a quiet 2-core Intel Xeon machine, `make book` from a clean clone of
 #: 759ada7): 50.7 minutes of chapters, 52.5 with install and data fetch; chapters 2-4 24.2
 #: minutes, chapters 5, 6 and 8 16.8 (seconds beside each entry). Two-core machines differ:
-#: on an AMD EPYC one (2026-12-01/02) the same one-thread runs took twice as long.
+#: on an AMD EPYC one (2026-12-01/02) the same one-thread runs took twice as long. The
+#: current plan (chapter 5's 14 runs), clean clone of 39bc2ba on a 2-core AMD EPYC machine
+#: (2026-12-02): 69.5 minutes of chapters, 71.8 with install (seconds: 01 17, 02 510, 03 998,
+#: 04 502, 10 656, 06 661, 05 766, 07 39, 08 14, 09 9); chapters 5, 6 and 8: 24.0 minutes.
 #: Chapters 2-4 and 10 count in "units": one classification run of 1000 steps of batch 32
 #: (32,000 images at 16x16), a schedule check being 2 units. Measured one-thread runs, two
 #: side by side, on that machine: DeiT-micro ~42 s, DeiT-micro-LIFE ~50 s, ResNet-10-T ~66 s
@@ -693,7 +704,7 @@ CPU_BUDGET: dict[str, float] = {
     "03_data_size": 12,  # 30 units: 689 s
     "04_distillation": 6,  # 10 units of a student and its teacher's forward pass: 311 s
     "10_locality": 9,  # 20 units (baseline, LIFE, CNN are chapter 2's): 538 s
-    "05_detection": 10,  # 14 detection runs of 500 steps, two at a time (12 took 496 s)
+    "05_detection": 10,  # 14 detection runs of 500 steps, two at a time (12 took 496 s; 14: 766 s on AMD)
     "06_segmentation": 9,  # 8 segmentation runs, two at a time: 503 s
     "07_efficiency": 1,  # 23 s
     "08_rollout": 1,  # 10 s
