@@ -221,9 +221,9 @@ class DetectionStudy:
     def plan(self, seeds: Sequence[int]) -> list[tuple[str, str, str, int]]:
         """Every run of the chapter as ``(init, backbone, head, seed)``, given the chapter's
         ``seeds``: per init (in the order of ``inits``) the heads of ``init_heads`` (default:
-        all), ``seed_heads`` at the init's seeds and the other heads at its first; an init's
-        seeds are ``init_seeds``' that the chapter runs (default, or when it runs none of
-        them: the chapter's, resp. its first)."""
+        all), ``seed_heads`` at the init's seeds and the other heads at its first. An init's
+        seeds are those of ``init_seeds`` that the chapter runs: all the chapter's when
+        ``init_seeds`` names none for it, the chapter's first when it runs none of them."""
         seeds = list(seeds)
         rows = []
         for init in self.inits:
