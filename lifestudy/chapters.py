@@ -37,7 +37,7 @@ from lifestudy.errors import DatasetError
 from lifestudy.profiles import DataSettings, Profile, get_profile
 from lifestudy.records import display_path, read_json
 
-__all__ = ["Chapter", "Trained", "setup", "ensure_data", "train_all", "backbone_inits"]
+__all__ = ["Chapter", "Trained", "setup", "ensure_data", "train_all", "backbone_inits", "segmentation_size"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,13 @@ def setup(name: str, profile: str | Profile, seeds: Sequence[int] | None = None,
                    data_root=None if data_root is None else os.fspath(data_root), reuse_runs=reuse_runs)
 
 
+def segmentation_size(prof: Profile) -> tuple[int, int]:
+    """Chapter 6's main input size (its runs' folder ``<H>x<W>``): the profile's setting for
+    its dataset, else the dataset's own."""
+    seg = prof.segmentation
+    return tuple(prof.settings_for(seg.dataset).img_size or data.get_spec(seg.dataset).input_size)
+
+
 def backbone_inits(chap: Chapter, classification_dir: str | os.PathLike | None = None,
                    segmentation_dir: str | os.PathLike | None = None) -> dict[str, tuple[Path, dict[str, TrainConfig]]]:
     """The runs whose backbones start chapter 5's pretrained rows: for each init of its study
@@ -199,8 +206,7 @@ def backbone_inits(chap: Chapter, classification_dir: str | os.PathLike | None =
     """
     prof, study = chap.profile, chap.study
     cls_data = "fashion-mnist" if "fashion-mnist" in prof.classification.datasets else prof.classification.datasets[0]
-    seg = prof.segmentation
-    seg_size = tuple(prof.settings_for(seg.dataset).img_size or data.get_spec(seg.dataset).input_size)
+    seg, seg_size = prof.segmentation, segmentation_size(prof)
     kinds = {  # init -> (its chapter, the folder under it, task, dataset, extra config fields, folder passed)
         "classification": ("02_classification", cls_data, "classification", cls_data, {}, classification_dir),
         "segmentation": ("06_segmentation", "x".join(map(str, seg_size)), "segmentation", seg.dataset,

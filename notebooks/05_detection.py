@@ -239,7 +239,7 @@ paper_rows = {
     for b in study.backbones
 } | {
     (init, b): paper.detection_rows("imagenet-1k", "DeiT-T-LIFE" if b.endswith("_life") else "DeiT-T")
-    for init in ("classification", "segmentation") for b in study.backbones
+    for init in inits for b in study.backbones  # the pretrained ones
 }
 side = table[["mAP@0.5 (%)", "F1 (%)", "seeds"]].copy()
 side["mAP (paper)"] = [paper_rows[(i, b)][h]["map"] for i, b, h in side.index]

@@ -82,7 +82,7 @@ chap.banner()
 
 # %%
 spec = get_spec(study.dataset)
-size = tuple(chap.settings.img_size or spec.input_size)
+size = chapters.segmentation_size(chap.profile)  # the main size; chapter 5 reads its runs
 sizes = [size, *study.extra_img_sizes]
 pd.DataFrame({"dataset": [study.dataset], "backbones": [list(study.backbones)],
               "input sizes (H, W)": [sizes], "seeds": [chap.seeds],
